@@ -1,0 +1,1 @@
+"""The FastAPI transcription server (issue: the server)."""

@@ -1,0 +1,1 @@
+"""The Celery beat schedule (issue: beat)."""

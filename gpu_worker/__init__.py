@@ -1,0 +1,1 @@
+"""How a GPU worker starts (issue: the task system)."""

@@ -1,0 +1,1 @@
+"""The router Lambda (issue: the router)."""

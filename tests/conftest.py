@@ -1,0 +1,65 @@
+"""Fixtures shared by every component's tests: speech, settings, engines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.speech import SENTENCES, speak
+from transcription.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# One model cache for the whole run (and across runs): assembling the model once is the point.
+os.environ.setdefault("MODEL_CACHE_DIR", str(ROOT / ".cache" / "models"))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def sentences() -> list[str]:
+    return SENTENCES
+
+
+@pytest.fixture(scope="session")
+def speech_files(sentences: list[str]) -> list[Path]:
+    """One wav per sentence, generated once per test session (and cached on disk)."""
+    return [speak(s) for s in sentences]
+
+
+_ENGINES: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def load_engine_named(settings: Settings):
+    """Load an engine by name once per test session (model load takes seconds)."""
+    from transcription.engines import load_engine
+
+    def load(name: str):
+        if name not in _ENGINES:
+            _ENGINES[name] = load_engine(settings.model_copy(update={"engine": name}))
+        return _ENGINES[name]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def fw_engine(load_engine_named):
+    return load_engine_named("faster-whisper")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Set environment variables for one test; the settings cache is cleared before and after."""
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()

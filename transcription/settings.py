@@ -1,0 +1,121 @@
+"""The one settings object every part reads (environment variables and `.env`).
+
+Names follow what the ecosystem already uses (boto3's `AWS_*`, Celery's `CELERY_*`), so an
+existing environment just works. Every field is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "stt-router"
+
+
+class Settings(BaseSettings):
+    """All configuration, one field per environment variable (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- AWS and storage -------------------------------------------------------------------
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None  # e.g. moto's server; boto3 also reads it itself
+    s3_bucket: str = "stt-router"
+    sqs_queue_url: str | None = None  # a predefined production `transcribe` queue
+    sqs_dlq_url: str | None = None  # a predefined production `transcribe-dlq` queue
+    fast_api_ecr_repository_uri: str | None = None
+
+    # --- Celery and Redis ------------------------------------------------------------------
+    celery_broker_url: str = "sqs://"
+    celery_result_backend: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    transcribe_queue: str = "transcribe"
+    dead_letter_queue: str = "transcribe-dlq"
+    visibility_timeout_s: int = 3600  # above the longest task; short (20-30 s) in tests
+    task_time_limit_s: int = 1800
+    task_max_retries: int = 5
+    task_retry_backoff_max_s: int = 600
+    lease_ttl_s: int = 1900  # per-chunk lease; expires if its holder dies
+    worker_concurrency: int = 1
+    worker_idle_timeout_s: int = 0  # 0 = never stop for idleness
+    worker_stop_action: Literal["none", "stop", "terminate"] = "none"
+    worker_metrics_port: int = 0  # 0 = no metrics endpoint
+    task_events_redis: bool = True  # publish task events over Redis so Flower sees SQS workers
+
+    # --- the server and the router's call to it --------------------------------------------
+    fast_api_server_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr | None = None
+    allow_insecure_no_api_key: bool = False
+    server_capacity: int = 1  # concurrent inferences
+    slot_wait_s: float = 2.0  # how long a request waits for a slot before 503
+    public_metrics: bool = True  # /metrics without the API key
+    max_upload_mb: int = 100
+    url_fetch_timeout_s: float = 30.0
+    url_fetch_allowlist: list[str] = Field(default_factory=list)  # CIDRs allowed despite being private
+    router_health_timeout_s: float = 2.0
+    router_request_timeout_s: float = 900.0
+    router_retry_waits_s: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+
+    # --- engine and model ------------------------------------------------------------------
+    engine: Literal["faster-whisper", "whisperx"] = "faster-whisper"
+    model: str = "base"  # bundled name (base, small), a local CTranslate2 directory, or a hub name
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    compute_type: str = "default"  # int8 on CPU, float16 on CUDA when "default"
+    batch_size: int = 8
+    cpu_threads: int = 0  # 0 = let CTranslate2 decide
+    beam_size: int = 5
+    model_cache_dir: Path = Field(default_factory=_default_cache_dir)
+    align_model: str | None = None  # whisperx alignment (wav2vec2) model directory or name
+    diarize_model: str | None = None  # pyannote diarization pipeline directory
+    hf_token: SecretStr | None = None
+
+    # --- audio limits ----------------------------------------------------------------------
+    max_audio_s: float = 4 * 3600.0
+    decode_timeout_s: float = 120.0
+    max_chunk_mb: int = 512
+
+    # --- beat, drain and capacity ----------------------------------------------------------
+    timezone: str = "UTC"
+    drain_hour: int = 0
+    drain_minute: int = 0
+    sweep_interval_s: int = 300
+    scaling_policy: Literal["midnight", "queue-depth"] = "midnight"
+    capacity_mode: Literal["none", "ec2", "asg"] = "none"
+    ec2_instance_ids: list[str] = Field(default_factory=list)
+    asg_name: str | None = None
+    max_gpu_workers: int = 4
+
+    # --- session transcripts ---------------------------------------------------------------
+    boundary_repair: bool = True
+    boundary_window_s: float = 3.0
+
+    # --- monitoring ------------------------------------------------------------------------
+    flower_basic_auth: SecretStr | None = None  # "user:password"; required by `stt-router flower`
+
+    def resolved_device(self) -> str:
+        """`auto` means CUDA when CTranslate2 sees a GPU, else CPU."""
+        if self.device != "auto":
+            return self.device
+        try:
+            import ctranslate2
+
+            return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        except Exception:
+            return "cpu"
+
+    def resolved_compute_type(self) -> str:
+        if self.compute_type != "default":
+            return self.compute_type
+        return "float16" if self.resolved_device() == "cuda" else "int8"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the env."""
+    return Settings()
