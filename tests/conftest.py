@@ -63,3 +63,38 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """moto's server (S3, SQS, EventBridge, EC2, Auto Scaling) for the whole test session.
+
+    The test process itself talks to it too: its endpoint goes into this process's environment.
+    """
+    from tests.support.services import MotoServer
+
+    server = MotoServer()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    get_settings.cache_clear()
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh S3 bucket on moto, set as S3_BUCKET for this test (and for processes it starts)."""
+    from tests.support.services import unique
+
+    name = unique("test")
+    moto.client("s3").create_bucket(Bucket=name)
+    monkeypatch.setenv("S3_BUCKET", name)
+    get_settings.cache_clear()
+    yield name
+    get_settings.cache_clear()
