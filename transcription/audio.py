@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transcription.errors import AudioError
+from transcription.errors import AudioError, UnsupportedMediaError
 
 SAMPLE_RATE = 16000
 
@@ -81,7 +81,7 @@ def decode_audio(
         raise AudioError("audio is empty (0 bytes)")
     container = sniff_container(data[:16])
     if container is None:
-        raise AudioError(
+        raise UnsupportedMediaError(
             "not a supported audio file (expected wav, mp3, flac, m4a, ogg or webm; "
             f"first bytes {data[:8].hex()})"
         )

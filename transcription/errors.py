@@ -47,6 +47,10 @@ class AudioError(PermanentError):
     kind = "bad_audio"
 
 
+class UnsupportedMediaError(AudioError):
+    """Not a container we accept at all (sniffed from the first bytes): HTTP 415 rather than 422."""
+
+
 class InvalidKeyError(PermanentError):
     """An S3 key or session id that does not fit the layout, or is unsafe."""
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_upload_mb: int = 100
     url_fetch_timeout_s: float = 30.0
     url_fetch_allowlist: list[str] = Field(default_factory=list)  # CIDRs allowed despite being private
+    url_fetch_max_redirects: int = 5
+    max_json_kb: int = 64  # body limit of the server's JSON routes
+    server_host: str = "127.0.0.1"  # `stt-router serve` binds here unless --host says otherwise
+    server_port: int = 8000
     router_health_timeout_s: float = 2.0
     router_request_timeout_s: float = 900.0
     router_retry_waits_s: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
