@@ -14,7 +14,12 @@ from pathlib import Path
 import click
 
 # name -> "module:attribute" of a click command; imported on first use
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "serve": "app.cli:serve",
+    "worker": "gpu_worker.cli:worker",
+    "dlq": "tasks.cli:dlq",
+    "sessions": "tasks.cli:sessions",
+}
 
 
 class LazyGroup(click.Group):

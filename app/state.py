@@ -1,0 +1,112 @@
+"""What one running server holds: its settings, the engine (loading in the background), the
+inference slots and the metrics. Route handlers reach it as `request.app.state.server`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from app.capacity import Slots
+from app.errors import Unavailable
+from app.metrics import Metrics
+from app.schemas import Health
+from transcription.engines import Engine, get_engine
+from transcription.errors import TranscriptionError
+from transcription.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EngineLoader = Callable[[Settings], Engine]
+
+
+class EngineState:
+    """The engine, loaded once in a background thread so the server answers `/health` meanwhile."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None,
+                 loader: EngineLoader = get_engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.error: str | None = None
+        self._loader = loader
+        self._thread: threading.Thread | None = None
+
+    @property
+    def status(self) -> str:
+        if self.engine is not None:
+            return "ready"
+        return "failed" if self.error is not None else "loading"
+
+    def start_loading(self) -> None:
+        if self.engine is not None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._load, name="engine-loader", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        s = self.settings
+        log.info("loading engine %s, model %s ...", s.engine, s.model)
+        try:
+            self.engine = self._loader(s)
+        except TranscriptionError as e:
+            self.error = e.reason
+        except Exception as e:  # a broken install or model must show in /health, not kill the loader silently
+            self.error = f"{type(e).__name__}: {e}"
+        if self.error is not None:
+            log.error("engine failed to load: %s", self.error)
+        else:
+            log.info("engine ready: %s %s on %s (%s)", self.engine.name, self.engine.model_name,
+                     self.engine.device, self.engine.compute_type)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading ended (tests, benchmarks); True when the engine is ready."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.engine is not None
+
+    def require(self) -> Engine:
+        if self.engine is not None:
+            return self.engine
+        if self.error is not None:
+            raise Unavailable("engine_failed", f"the engine failed to load: {self.error}")
+        raise Unavailable("loading", "the model is still loading; retry shortly", 5)
+
+
+class Server:
+    def __init__(self, settings: Settings, api_key: bytes | None, engine: Engine | None = None,
+                 loader: EngineLoader = get_engine) -> None:
+        self.settings = settings
+        self.api_key = api_key
+        self.engines = EngineState(settings, engine, loader)
+        self.slots = Slots(settings.server_capacity, settings.slot_wait_s)
+        self.metrics = Metrics()
+        self.metrics.capacity.set(self.slots.capacity)
+        self.metrics.inflight.set_function(lambda: self.slots.inflight)
+        self.metrics.engine_ready.set_function(lambda: 1.0 if self.engines.engine is not None else 0.0)
+
+    def health(self) -> Health:
+        engine = self.engines.engine
+        status = self.engines.status
+        if status == "ready" and self.slots.full:
+            status = "busy"
+        return Health(
+            status=status,
+            engine=engine.name if engine else self.settings.engine,
+            model=engine.model_name if engine else self.settings.model,
+            device=engine.device if engine else None,
+            inflight=self.slots.inflight,
+            capacity=self.slots.capacity,
+            reason=self.engines.error,
+        )
+
+    async def infer(self, fn: Callable[[Engine], T]) -> T:
+        """Run `fn(engine)` off the event loop within a slot; 503 while loading or when busy."""
+        engine = self.engines.require()
+
+        def timed() -> T:
+            with self.metrics.inference.time():
+                return fn(engine)
+
+        return await self.slots.run(timed)
