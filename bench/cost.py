@@ -195,10 +195,11 @@ def plot(out: dict, path: Path) -> None:
         x = p["usd"]
         ax.vlines(x, p["latency_p95_s"], p["latency_max_s"], color=c, lw=1, alpha=0.6)
         ax.vlines(x, p["latency_p50_s"], p["latency_p95_s"], color=c, lw=5, alpha=0.45)
-        ax.plot([x], [p["latency_p50_s"]], "o", color=c, ms=9, label=f"{name}: {p['gpu_hours']:.1f} GPU h, ${x:.2f}")
+        ax.plot([x], [p["latency_p50_s"]], "o", color=c, ms=9, zorder=4,
+                label=f"{name}: {p['gpu_hours']:.1f} GPU h, ${x:.2f}")
         ax.plot([x], [p["latency_max_s"]], "_", color=c, ms=12, mew=2)
         ax.annotate(name, (x, p["latency_p50_s"]), textcoords="offset points", xytext=(8, -4), fontsize=9, color=c,
-                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5})
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5}, zorder=3)
         if spot:
             s = spot["policies"][name]
             ax.plot([s["usd"]], [s["latency_p50_s"]], "o", mfc="none", color=c, ms=9)
