@@ -40,9 +40,12 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 3600  # above the longest task; short (20-30 s) in tests
     task_time_limit_s: int = 1800
     task_max_retries: int = 5
+    task_retry_backoff_s: float = 5.0  # first retry wait; doubles per retry up to the cap
     task_retry_backoff_max_s: int = 600
-    lease_ttl_s: int = 1900  # per-chunk lease; expires if its holder dies
+    lease_ttl_s: int = 60  # per-chunk lease, renewed while its holder runs; expires this long after it dies
+    max_receive_count: int = 3  # deliveries before a chunk that keeps killing its worker is dead-lettered
     worker_concurrency: int = 1
+    worker_proc_alive_timeout_s: float = 300.0  # a pool process may take this long to load the engine
     worker_idle_timeout_s: int = 0  # 0 = never stop for idleness
     worker_stop_action: Literal["none", "stop", "terminate"] = "none"
     worker_metrics_port: int = 0  # 0 = no metrics endpoint
