@@ -16,4 +16,5 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/engine.py
+	.venv/bin/python bench/server.py
 	.venv/bin/python bench/cost.py

@@ -18,12 +18,12 @@ from tests.support.services import VENV_BIN
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-def test_schemathesis_finds_no_failures(server) -> None:
+def test_schemathesis_finds_no_failures(server, tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(VENV_BIN / "schemathesis"), "--no-color", "--config-file", str(CONFIG), "run",
          f"{server.url}/openapi.json", "--header", f"Authorization: Bearer {API_KEY}", "--workers", "1",
          "--request-timeout", "60", "--max-examples", "100"],
-        capture_output=True, text=True, timeout=900, env=os.environ,
+        capture_output=True, text=True, timeout=900, env=os.environ, cwd=tmp_path,  # its cache stays out of the tree
     )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-8000:]
