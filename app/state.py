@@ -8,18 +8,36 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
+
 from app.capacity import Slots
 from app.errors import Unavailable
 from app.metrics import Metrics
 from app.schemas import Health
-from transcription.engines import Engine, get_engine
+from transcription.engines import Engine, EngineResult, get_engine
 from transcription.errors import TranscriptionError
+from transcription.options import TranscribeOptions
 from transcription.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EngineLoader = Callable[[Settings], Engine]
+
+
+class SerializedEngine:
+    """The engine contract allows one `transcribe` at a time per engine: with `SERVER_CAPACITY` > 1,
+    requests overlap their download, decoding and writing while the model itself runs one by one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = engine
+        self.name, self.model_name = engine.name, engine.model_name
+        self.device, self.compute_type = engine.device, engine.compute_type
+        self._lock = threading.Lock()
+
+    def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult:
+        with self._lock:
+            return self.inner.transcribe(samples, options)
 
 
 class EngineState:
@@ -81,6 +99,7 @@ class Server:
         self.api_key = api_key
         self.engines = EngineState(settings, engine, loader)
         self.slots = Slots(settings.server_capacity, settings.slot_wait_s)
+        self._serialized: SerializedEngine | None = None
         self.metrics = Metrics()
         self.metrics.capacity.set(self.slots.capacity)
         self.metrics.inflight.set_function(lambda: self.slots.inflight)
@@ -104,9 +123,12 @@ class Server:
     async def infer(self, fn: Callable[[Engine], T]) -> T:
         """Run `fn(engine)` off the event loop within a slot; 503 while loading or when busy."""
         engine = self.engines.require()
+        if self._serialized is None or self._serialized.inner is not engine:
+            self._serialized = SerializedEngine(engine)
+        serialized = self._serialized
 
         def timed() -> T:
             with self.metrics.inference.time():
-                return fn(engine)
+                return fn(serialized)
 
         return await self.slots.run(timed)

@@ -171,6 +171,17 @@ def test_bad_json_and_s3_paths_are_422(client: TestClient, body: bytes, words: s
     assert words in r.json()["detail"], r.json()
 
 
+def test_s3_trouble_is_a_503_the_router_retries(fw_engine) -> None:
+    """An S3 endpoint that refuses connections: retryable, so 503 with Retry-After, not a 4xx."""
+    from tests.support.services import free_port
+
+    dead = make_settings(aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with TestClient(create_app(dead, engine=fw_engine)) as c:
+        r = c.post("/transcribe-s3", json={"s3_input_path": "s3://stt-router/sessions/s1/chunks/0.wav"},
+                   headers=AUTH)
+        assert r.status_code == 503 and r.json()["kind"] == "storage" and r.headers["Retry-After"]
+
+
 def test_body_limits(client: TestClient) -> None:
     big_json = b'{"url": "http://example.com/' + b"a" * 5000 + b'"}'
     r = client.post("/transcribe-url", content=big_json, headers={**AUTH, "Content-Type": "application/json"})
@@ -199,6 +210,26 @@ def test_metrics_count_requests_errors_and_audio(client: TestClient, speech_file
     assert audio > 3
     assert "stt_server_inflight 0.0" in text and "stt_server_capacity 1.0" in text
     assert "stt_server_engine_ready 1.0" in text
+
+
+def test_capacity_two_serves_two_requests_at_once(fw_engine, speech_files) -> None:
+    """Two slots: both requests are taken (no 503) while the engine itself runs them one by one."""
+    with TestClient(create_app(make_settings(server_capacity=2, slot_wait_s=0), engine=fw_engine)) as c:
+        results: list[int] = []
+        seen: list[tuple[int, str]] = []
+
+        def post(i: int) -> None:
+            results.append(upload(c, speech_files[i].read_bytes(), language="en").status_code)
+
+        jobs = [threading.Thread(target=post, args=(i,)) for i in (0, 1)]
+        for job in jobs:
+            job.start()
+        while any(job.is_alive() for job in jobs):
+            h = c.get("/health").json()
+            seen.append((h["inflight"], h["status"]))
+            time.sleep(0.02)
+        assert results == [200, 200]
+        assert (2, "busy") in seen and all(n <= 2 for n, _ in seen)
 
 
 def test_slots_bound_concurrency_and_refuse_after_the_wait() -> None:
