@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.services import VENV_BIN, ManagedProcess, free_port, wait_for
+from tests.support.services import VENV_BIN, ManagedProcess, free_port, unique, wait_for
 
 API_KEY = "test-api-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -173,6 +173,8 @@ SERVER_ENV = {
     "URL_FETCH_ALLOWLIST": json.dumps(["127.0.0.1/32"]),
     "URL_FETCH_TIMEOUT_S": "3",
     "CPU_THREADS": "2",
+    "CELERY_BROKER_URL": "sqs://",  # moto's SQS (AWS_ENDPOINT_URL): where the combine trigger publishes
+    "TRANSCRIBE_QUEUE": unique("server-transcribe"),
 }
 
 

@@ -3,6 +3,7 @@ generated speech, the official `openai` client, raw sockets for the limits."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -76,6 +77,26 @@ def test_s3_in_and_out(server, moto, bucket, speech_files, sentences) -> None:
         assert r.status_code == 404 and "not found" in r.json()["detail"]
         r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{unique('nobucket')}/a.wav"})
         assert r.status_code == 404
+
+
+def test_the_last_chunk_of_a_complete_session_triggers_the_combine(server, moto, bucket, speech_files) -> None:
+    s3 = moto.client("s3")
+    session = unique("complete")
+    s3.put_object(Bucket=bucket, Key=f"sessions/{session}/chunks/0.wav", Body=speech_files[5].read_bytes())
+    s3.put_object(Bucket=bucket, Key=f"sessions/{session}/manifest.json",
+                  Body=json.dumps({"language": "en", "total_chunks": 1}))
+    with server.client(headers=AUTH) as c:
+        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/sessions/{session}/chunks/0.wav"})
+    assert r.status_code == 200
+    wait_for(lambda: f"combine_triggered session={session}" in server.process.output(), 60,
+             what="the combine trigger in the server log")
+    sqs = moto.client("sqs")
+    queue = sqs.get_queue_url(QueueName=SERVER_ENV["TRANSCRIBE_QUEUE"])["QueueUrl"]
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10,
+                                                     WaitTimeSeconds=5).get("Messages", [])]
+    envelopes = [json.loads(base64.b64decode(b)) if not b.startswith("{") else json.loads(b) for b in bodies]
+    combines = [e for e in envelopes if e["headers"]["task"] == "tasks.combine_session"]
+    assert len(combines) == 1 and session in combines[0]["headers"]["argsrepr"]
 
 
 def test_url_allowed_and_refused(server, site, canary, sentences) -> None:
