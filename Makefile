@@ -16,5 +16,6 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/engine.py
+	.venv/bin/python bench/queue.py
 	.venv/bin/python bench/server.py
 	.venv/bin/python bench/cost.py

@@ -30,7 +30,7 @@ COMBINE_TASK = "tasks.combine_session"
 # kombu SQS: a long poll of 10 s when idle (one request per ~10 s per idle worker), and a short
 # client-side pause between polls so a worker that just finished a chunk asks for the next one at once.
 SQS_WAIT_TIME_S = 10
-SQS_POLLING_INTERVAL_S = 0.2
+SQS_POLLING_INTERVAL_S = 0.05
 
 
 def is_sqs(settings: Settings) -> bool:
