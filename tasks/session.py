@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import Celery
+
 from tasks import locks
 from tasks.celery_app import COMBINE_TASK, app
 from tasks.enqueue import send_dead_letter
@@ -38,8 +40,11 @@ def combine_session(self, *args: Any, bucket: str | None = None, force: bool = F
 
 
 def run_combine(bucket: str | None, session_id: Any, *, force: bool = False, attempt: int = 1,
-                lease_waits: int = 0, task_id: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+                lease_waits: int = 0, task_id: str | None = None, settings: Settings | None = None,
+                celery: Celery | None = None) -> dict[str, Any]:
+    """The task's logic, callable without a worker; raises `RetryLater` to be queued again."""
     s = settings or get_settings()
+    celery = celery or app
     bucket = bucket or s.s3_bucket
     try:
         if not isinstance(session_id, str):
@@ -62,13 +67,13 @@ def run_combine(bucket: str | None, session_id: Any, *, force: bool = False, att
     except RetryLater:
         raise
     except PermanentError as e:
-        return _fail(bucket, session_id, e.kind, e.reason, attempt, task_id, s)
+        return _fail(bucket, session_id, e.kind, e.reason, attempt, task_id, s, celery)
     except Exception as e:  # S3 or Redis trouble: retry with backoff, then dead-letter
         reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
         if attempt <= s.task_max_retries:
             raise RetryLater(backoff_s(attempt, s), {"attempt": attempt + 1}, reason) from e
         return _fail(bucket, session_id, getattr(e, "kind", "internal"), f"{reason} (gave up after {attempt} attempts)",
-                     attempt, task_id, s)
+                     attempt, task_id, s, celery)
 
 
 def _combine(bucket: str, session_id: str, force: bool, s: Settings) -> dict[str, Any]:
@@ -89,8 +94,8 @@ def _combine(bucket: str, session_id: str, force: bool, s: Settings) -> dict[str
 
 
 def _fail(bucket: str, session_id: str, error: str, reason: str, attempts: int, task_id: str | None,
-          s: Settings) -> dict[str, Any]:
+          s: Settings, celery: Celery) -> dict[str, Any]:
     log.error("combine_failed session=%s error=%s reason=%s", session_id, error, reason)
     send_dead_letter(COMBINE_TASK, [session_id], {"bucket": bucket}, error=error, reason=reason, attempts=attempts,
-                     task_id=task_id, app=app, settings=s)
+                     task_id=task_id, app=celery, settings=s)
     return {"status": "failed", "session_id": session_id, "error": error, "reason": reason}

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import locks
@@ -40,14 +41,17 @@ def transcribe_chunk(self, bucket: str, key: str, attempt: int = 1, lease_waits:
 
 
 def run_chunk(bucket: str, key: str, *, attempt: int = 1, lease_waits: int = 0, force: bool = False,
-              task_id: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+              task_id: str | None = None, settings: Settings | None = None,
+              celery: Celery | None = None) -> dict[str, Any]:
+    """The task's logic, callable without a worker; raises `RetryLater` to be queued again."""
     s = settings or get_settings()
+    celery = celery or app
     started = time.time()
     try:
         chunk = layout.parse_chunk_key(key)
         layout.parse_s3_uri(f"s3://{bucket}/{key}")  # the bucket name too
     except InvalidKeyError as e:  # nothing to record under failed/: a dead letter only
-        _dead_letter(bucket, key, e.kind, e.reason, attempt, task_id, s)
+        _dead_letter(bucket, key, e.kind, e.reason, attempt, task_id, s, celery)
         return {"status": "failed", "key": key, "error": e.kind, "reason": e.reason}
     result: dict[str, Any] = {"key": key, "transcript_key": chunk.transcript_key, "started_at": started}
     try:
@@ -56,20 +60,20 @@ def run_chunk(bucket: str, key: str, *, attempt: int = 1, lease_waits: int = 0, 
         elif not force and _failed_is_current(bucket, chunk, s):
             result["status"] = "already_failed"
         else:
-            result.update(_transcribe_leased(bucket, chunk, attempt, lease_waits, task_id, s))
+            result.update(_transcribe_leased(bucket, chunk, attempt, lease_waits, task_id, s, celery))
     except RetryLater:
         raise
     except Exception as e:  # S3 or Redis trouble around the transcription: retry like any transient error
-        result.update(_retry_or_fail(bucket, chunk, e, attempt, task_id, s))
+        result.update(_retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery))
     result["finished_at"] = time.time()
     log.info("chunk_done key=%s status=%s", key, result["status"])
     if result["status"] in ("transcribed", "skipped", "failed", "duplicate"):
-        _check_session(bucket, chunk.session_id, s)
+        _check_session(bucket, chunk.session_id, s, celery)
     return result
 
 
 def _transcribe_leased(bucket: str, chunk: layout.ChunkKey, attempt: int, lease_waits: int, task_id: str | None,
-                       s: Settings) -> dict[str, Any]:
+                       s: Settings, celery: Celery) -> dict[str, Any]:
     name = locks.chunk_name(bucket, chunk.key)
     lease = locks.Lease(name, s.lease_ttl_s, s)
     if not lease.acquire():
@@ -83,19 +87,19 @@ def _transcribe_leased(bucket: str, chunk: layout.ChunkKey, attempt: int, lease_
         if starts >= limit:  # the previous deliveries all died mid-run (killed, out of memory, hard limit)
             death = locks.last_death(name, s) or "the worker was killed"
             reason = f"{starts - 1} earlier deliveries died without finishing (last: {death})"
-            return _fail(bucket, chunk, "worker_lost", reason, starts, task_id, s)
+            return _fail(bucket, chunk, "worker_lost", reason, starts, task_id, s, celery)
         log.info("chunk_start key=%s attempt=%d delivery=%d", chunk.key, attempt, starts)
         try:
             return _transcribe(bucket, chunk, s)
         except PermanentError as e:  # bad audio, missing object, bad option: never retried
-            return _fail(bucket, chunk, e.kind, e.reason, attempt, task_id, s)
+            return _fail(bucket, chunk, e.kind, e.reason, attempt, task_id, s, celery)
         except SoftTimeLimitExceeded:
             return _fail(bucket, chunk, "time_limit", f"took longer than TASK_TIME_LIMIT_S={s.task_time_limit_s} s",
-                         attempt, task_id, s)
+                         attempt, task_id, s, celery)
         except RetryLater:
             raise
         except Exception as e:
-            return _retry_or_fail(bucket, chunk, e, attempt, task_id, s)
+            return _retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery)
     finally:
         locks.clear_starts(name, s)
         lease.release()
@@ -114,30 +118,30 @@ def _transcribe(bucket: str, chunk: layout.ChunkKey, s: Settings) -> dict[str, A
 
 
 def _retry_or_fail(bucket: str, chunk: layout.ChunkKey, e: Exception, attempt: int, task_id: str | None,
-                   s: Settings) -> dict[str, Any]:
+                   s: Settings, celery: Celery) -> dict[str, Any]:
     kind = e.kind if isinstance(e, RetryableError) else "internal"
     reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
     if attempt <= s.task_max_retries:
         if not isinstance(e, RetryableError):
             log.exception("chunk_error key=%s (retrying)", chunk.key)
         raise RetryLater(backoff_s(attempt, s), {"attempt": attempt + 1}, f"{kind}: {reason}")
-    return _fail(bucket, chunk, kind, f"{reason} (gave up after {attempt} attempts)", attempt, task_id, s)
+    return _fail(bucket, chunk, kind, f"{reason} (gave up after {attempt} attempts)", attempt, task_id, s, celery)
 
 
 def _fail(bucket: str, chunk: layout.ChunkKey, error: str, reason: str, attempts: int, task_id: str | None,
-          s: Settings) -> dict[str, Any]:
+          s: Settings, celery: Celery) -> dict[str, Any]:
     """Record why the chunk has no transcript, and dead-letter it for a replay."""
     record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key, error=error,
                          reason=reason, attempts=attempts)
     storage.put_json(bucket, chunk.failed_key, record.model_dump_json().encode(), settings=s)
-    _dead_letter(bucket, chunk.key, error, reason, attempts, task_id, s)
+    _dead_letter(bucket, chunk.key, error, reason, attempts, task_id, s, celery)
     return {"status": "failed", "failed_key": chunk.failed_key, "error": error, "reason": reason}
 
 
 def _dead_letter(bucket: str, key: str, error: str, reason: str, attempts: int, task_id: str | None,
-                 s: Settings) -> None:
+                 s: Settings, celery: Celery) -> None:
     send_dead_letter(TRANSCRIBE_TASK, [bucket, key], error=error, reason=reason, attempts=attempts,
-                     task_id=task_id, app=app, settings=s)
+                     task_id=task_id, app=celery, settings=s)
 
 
 def _failed_is_current(bucket: str, chunk: layout.ChunkKey, s: Settings) -> bool:
@@ -169,8 +173,8 @@ def _max_receive_count(s: Settings) -> int:
     return max(2, _redrive_limit[s.transcribe_queue] or s.max_receive_count)
 
 
-def _check_session(bucket: str, session_id: str, s: Settings) -> None:
+def _check_session(bucket: str, session_id: str, s: Settings, celery: Celery) -> None:
     try:
-        trigger_combine(bucket, session_id, app=app, settings=s)
+        trigger_combine(bucket, session_id, app=celery, settings=s)
     except Exception as e:  # the beat sweeper combines sessions whose trigger was lost
         log.warning("completion_check_failed session=%s: %s", session_id, e)

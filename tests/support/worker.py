@@ -68,7 +68,9 @@ class Worker(ManagedProcess):
         return len(re.findall(rf"engine_run .*key={re.escape(key)}\s", self.output()))
 
 
-def start_worker(env: Mapping[str, str], name: str = "worker", wait: bool = True, *args: str) -> Worker:
+def start_worker(env: Mapping[str, str], name: str = "worker", wait: bool = True,
+                 args: tuple[str, ...] = ()) -> Worker:
+    """`stt-router worker [args]` with `env`; by default waits until it consumes with the engine loaded."""
     w = Worker(name, [str(VENV_BIN / "stt-router"), "worker", *args], env=dict(env))
     if wait:
         w.wait_ready()

@@ -1,0 +1,88 @@
+"""The tasks' decisions, run in this process against real services (moto's S3 and SQS, Redis):
+retry with backoff then fail, concurrent combine triggers and combines giving one result.
+A Redis outage is a real refused connection (a port nothing listens on), not a mock."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tasks.broker import ensure_queues, sqs_client
+from tasks.dlq import DeadLetterQueue, parse_envelope
+from tasks.enqueue import trigger_combine
+from tasks.retry import RetryLater
+from tasks.session import run_combine
+from tasks.transcribe import run_chunk
+from tests.support.worker import producer, settings_for, worker_env
+from tests.tasks.test_sessions import chunk, transcribe
+from transcription import layout, sessions, storage
+from transcription.transcript import FailedChunk
+
+
+def test_redis_outage_retries_with_backoff_then_fails_with_the_reason(moto, bucket, speech_files) -> None:
+    env = worker_env(moto, "sqs", REDIS_URL="redis://127.0.0.1:1/0", TASK_MAX_RETRIES="2")
+    s = settings_for(env)
+    ensure_queues(s)
+    app = producer(env)
+    key = "sessions/flaky/chunks/0.wav"
+    moto.client("s3").put_object(Bucket=bucket, Key=key, Body=speech_files[0].read_bytes())
+    for attempt in (1, 2):
+        with pytest.raises(RetryLater) as r:
+            run_chunk(bucket, key, attempt=attempt, settings=s, celery=app)
+        assert r.value.kwargs == {"attempt": attempt + 1}
+        assert 0.5 <= r.value.countdown <= s.task_retry_backoff_s * 2 ** (attempt - 1)
+        assert r.value.reason.startswith("network: redis")
+    out = run_chunk(bucket, key, attempt=3, settings=s, celery=app, task_id="flaky-1")
+    assert out["status"] == "failed" and out["error"] == "network"
+    record = FailedChunk.model_validate(storage.get_json(bucket, layout.failed_key("flaky", 0)))
+    assert record.attempts == 3 and "gave up after 3 attempts" in record.reason
+    [letter] = DeadLetterQueue(s, app).list()
+    assert (letter.id, letter.key, letter.error) == ("flaky-1", key, "network")
+
+
+def test_bad_keys_fail_fast_with_a_dead_letter_and_nothing_written(moto, bucket) -> None:
+    env = worker_env(moto, "sqs")
+    s = settings_for(env)
+    ensure_queues(s)
+    app = producer(env)
+    for key in ("sessions/../etc/chunks/1.wav", "transcripts/x/chunks/1.json", "sessions/a/chunks/1.exe"):
+        out = run_chunk(bucket, key, settings=s, celery=app)
+        assert out["status"] == "failed" and out["error"] == "bad_key"
+    assert list(storage.list_keys(bucket, "")) == []
+    assert {x.error for x in DeadLetterQueue(s, app).list()} == {"bad_key"}
+
+
+def test_concurrent_triggers_and_combines_give_one_result(moto, bucket) -> None:
+    env = worker_env(moto, "sqs")
+    s = settings_for(env)
+    urls = ensure_queues(s)
+    app = producer(env)
+    s3 = moto.client("s3")
+    s3.put_object(Bucket=bucket, Key="sessions/race/manifest.json", Body=json.dumps({"total_chunks": 2}).encode())
+    for i, word in enumerate(["left", "right"]):
+        s3.put_object(Bucket=bucket, Key=f"sessions/race/chunks/{i}.wav", Body=b"RIFF")
+        transcribe(bucket, chunk("race", i, word))
+    with ThreadPoolExecutor(8) as pool:
+        triggered = list(pool.map(lambda _: trigger_combine(bucket, "race", app=app, settings=s), range(8)))
+    assert triggered.count(True) == 1
+    msgs = sqs_client(s).receive_message(QueueUrl=urls[s.transcribe_queue], MaxNumberOfMessages=10,
+                                         WaitTimeSeconds=1).get("Messages", [])
+    assert [parse_envelope(m["Body"], "m").task for m in msgs] == ["tasks.combine_session"]
+
+    def combine(_: int) -> str:
+        try:
+            return run_combine(bucket, "race", settings=s, celery=app)["status"]
+        except RetryLater:  # the lease holder is combining: this one would wait and find it done
+            return "waits"
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(combine, range(6)))
+    assert outcomes.count("combined") == 1 and set(outcomes) <= {"combined", "exists", "waits"}
+    assert sessions.stored_session_transcript(bucket, "race").text == "left right"
+    assert run_combine(bucket, "race", settings=s, celery=app)["status"] == "exists"
+    # as a chord callback: the header's results come first and are ignored
+    from tasks.session import combine_session
+
+    assert combine_session.run([{"status": "transcribed"}], "race", bucket=bucket)["status"] == "exists"
