@@ -75,15 +75,15 @@ def _discard_refused(sender: Any = None, message: Any = None, exc: Exception | N
 
 
 def run_worker(*, concurrency: int | None = None, queues: list[str] | None = None, loglevel: str = "INFO",
-               hostname: str | None = None, settings: Settings | None = None) -> int:
-    """Start the worker in this process; returns its exit code after it stops."""
+               hostname: str | None = None) -> int:
+    """Start the worker in this process (configured from the environment); its exit code once it stops."""
     from gpu_worker.idle import IdleMonitor
     from gpu_worker.stop import run_stop_action
     from tasks.broker import ensure_queues
     from tasks.celery_app import app, is_sqs, predefined_queues
     from transcription.model_files import resolve_model
 
-    s = settings or get_settings()
+    s = get_settings()  # the tasks' app reads the same settings
     for problem in check_settings(s):
         log.warning("settings: %s", problem)
     sqs = is_sqs(s)

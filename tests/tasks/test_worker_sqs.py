@@ -106,7 +106,7 @@ def test_a_second_delivery_waits_for_the_lease_holder(q, speech_files) -> None:
     """Another worker (played by the test) holds the chunk's lease: the delivery waits, then runs."""
     sid = unique("lease")
     key = put(q, f"sessions/{sid}/chunks/0.wav", speech_files[2])
-    lease = Lease(chunk_name(q.bucket, key), 10, q.settings)
+    lease = Lease(chunk_name(q.bucket, key), 4, q.settings)
     assert lease.acquire()
     try:
         tid = enqueue_chunk(q.bucket, key, app=q.app, settings=q.settings)
