@@ -47,8 +47,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         server.engines.start_loading()
         yield
-        server.engines.close()
-        server.slots.shutdown()
+        server.close()
 
     app = FastAPI(title="Smart Transcription Router server", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan)

@@ -18,10 +18,12 @@ def server_of(request: Request) -> Server:
     return request.app.state.server
 
 
-async def read_upload(server: Server, file: UploadFile) -> bytes:
-    """The uploaded file's bytes; 413 over `MAX_UPLOAD_MB` (the body limit has already capped the read)."""
+def upload_bytes(server: Server, file: UploadFile) -> bytes:
+    """The uploaded file's bytes; 413 over `MAX_UPLOAD_MB`. Called inside the inference slot, so
+    only `SERVER_CAPACITY` uploads are in memory at once (the others wait spooled on disk)."""
     limit = server.settings.max_upload_mb << 20
-    data = await file.read(limit + 1)
+    file.file.seek(0)
+    data = file.file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"upload is over the limit of {server.settings.max_upload_mb} MB")
     return data

@@ -3,10 +3,12 @@ inference slots and the metrics. Route handlers reach it as `request.app.state.s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EngineLoader = Callable[[Settings], Engine]
+FETCH_WORKERS = 4
 
 
 class SerializedEngine:
@@ -111,6 +114,8 @@ class Server:
         self.engines = EngineState(settings, engine, loader)
         self.slots = Slots(settings.server_capacity, settings.slot_wait_s)
         self._serialized: SerializedEngine | None = None
+        # URL downloads run here: a few at once, so concurrent requests cannot pile up downloads in memory
+        self.fetch_pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="fetch")
         self.metrics = Metrics()
         self.metrics.capacity.set(self.slots.capacity)
         self.metrics.inflight.set_function(lambda: self.slots.inflight)
@@ -130,6 +135,15 @@ class Server:
             capacity=self.slots.capacity,
             reason=self.engines.error,
         )
+
+    async def fetch(self, fn: Callable[[], T]) -> T:
+        """Run a download off the event loop, at most `FETCH_WORKERS` at once (the rest queue)."""
+        return await asyncio.wrap_future(self.fetch_pool.submit(fn))
+
+    def close(self) -> None:
+        self.engines.close()
+        self.slots.shutdown()
+        self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
     async def infer(self, fn: Callable[[Engine], T]) -> T:
         """Run `fn(engine)` off the event loop within a slot; 503 while loading or when busy."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.respond import AUDIO_ERRORS, TEXT_CONTENT, counted, read_upload, server_of, transcript_response
+from app.respond import AUDIO_ERRORS, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
 from app.schemas import OpenAIResponseFormat, build_options
 from transcription.chunk import transcribe_chunk
 
@@ -39,8 +39,8 @@ async def transcriptions(
     words = "word" in (timestamp_granularities or [])
     options = build_options(language=language or None, prompt=prompt or None, temperature=temperature,
                             word_timestamps=words)
-    data = await read_upload(server, file)
-    t = await server.infer(lambda eng: transcribe_chunk(data, options, engine=eng, settings=server.settings))
+    t = await server.infer(lambda eng: transcribe_chunk(upload_bytes(server, file), options, engine=eng,
+                                                        settings=server.settings))
     counted(server, t, "/v1/audio/transcriptions")
     if response_format == "json":
         return JSONResponse({"text": t.text})

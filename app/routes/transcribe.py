@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from app.fetch import fetch_url
-from app.respond import AUDIO_ERRORS, TEXT_CONTENT, counted, read_upload, server_of, transcript_response
-from app.schemas import ResponseFormat, TranscribeUrlRequest, VerboseTranscription, build_options
+from app.respond import AUDIO_ERRORS, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
+from app.schemas import ResponseFormat, TranscribeUrlRequest, build_options
 from transcription.chunk import transcribe_chunk
-from transcription.transcript import ChunkTranscript
 
 router = APIRouter(tags=["transcribe"])
 
@@ -23,8 +21,7 @@ RESPONSES = {
         **TEXT_CONTENT,
     }},
     **AUDIO_ERRORS,
-}
-_EXTRA_MODELS = (ChunkTranscript, VerboseTranscription)  # referenced above; registered in main.py
+}  # the referenced models are added to the schema in main.py
 
 
 @router.post("/transcribe", response_class=Response, responses=RESPONSES)
@@ -39,8 +36,8 @@ async def transcribe_upload(
     """Transcribe an uploaded file."""
     server = server_of(request)
     options = build_options(language=language or None, prompt=prompt or None, word_timestamps=word_timestamps)
-    data = await read_upload(server, file)
-    t = await server.infer(lambda eng: transcribe_chunk(data, options, engine=eng, settings=server.settings))
+    t = await server.infer(lambda eng: transcribe_chunk(upload_bytes(server, file), options, engine=eng,
+                                                        settings=server.settings))
     return transcript_response(counted(server, t, "/transcribe"), response_format)
 
 
@@ -50,7 +47,7 @@ async def transcribe_url(request: Request, body: TranscribeUrlRequest) -> Respon
     server = server_of(request)
     s = server.settings
     server.engines.require()  # no download while the model is not there to use it
-    data = await anyio.to_thread.run_sync(lambda: fetch_url(
+    data = await server.fetch(lambda: fetch_url(
         body.url, max_bytes=s.max_upload_mb << 20, timeout_s=s.url_fetch_timeout_s,
         allowlist=s.url_fetch_allowlist, max_redirects=s.url_fetch_max_redirects))
     options = body.options()
