@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import argparse
+import os
+import time
 
-from bench.common import percentile, print_table, write_result  # noqa: E402
+from bench.common import percentile, print_table, write_result
 
 SPEEDS = (150, 135, 170)  # espeak-ng words per minute: distinct files from the same sentences
 

@@ -24,7 +24,7 @@ from pathlib import Path
 # the repo root instead of bench/ first on the path: bench/queue.py must not shadow the stdlib's queue
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.common import percentile, print_table, write_result  # noqa: E402
+from bench.common import percentile, print_table, write_result
 
 
 def main() -> None:
