@@ -8,6 +8,8 @@
 - On SQS without predefined queue URLs it creates the queue pair (with the redrive policy) first.
 - Messages in a refused format (anything but JSON) are dropped, never run and never redelivered.
 - Idle shutdown after `WORKER_IDLE_TIMEOUT_S`, then `WORKER_STOP_ACTION`.
+- Task events and heartbeats (for Flower) go over Redis when the broker is SQS (`gpu_worker.events`);
+  Prometheus metrics on `WORKER_METRICS_PORT` (`gpu_worker.metrics`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def _load_engine(**_: Any) -> None:
     reset_engine()
     started = time.perf_counter()
     engine = get_engine()
+    if get_settings().worker_metrics_port:
+        from gpu_worker.metrics import on_engine_loaded
+
+        on_engine_loaded()
     log.info("engine_loaded engine=%s model=%s in %.1f s", engine.name, engine.model_name,
              time.perf_counter() - started)
 
@@ -77,13 +83,28 @@ def _discard_refused(sender: Any = None, message: Any = None, exc: Exception | N
 def run_worker(*, concurrency: int | None = None, queues: list[str] | None = None, loglevel: str = "INFO",
                hostname: str | None = None) -> int:
     """Start the worker in this process (configured from the environment); its exit code once it stops."""
+    s = get_settings()  # the tasks' app reads the same settings
+    metrics_dir = None
+    if s.worker_metrics_port:  # before any metric exists, so pool processes share the directory
+        from gpu_worker import metrics
+
+        metrics_dir = metrics.enable()
+    try:
+        return _run(s, concurrency, queues, loglevel, hostname, metrics_dir)
+    finally:
+        if metrics_dir:
+            metrics.cleanup(metrics_dir)
+
+
+def _run(s: Settings, concurrency: int | None, queues: list[str] | None, loglevel: str, hostname: str | None,
+         metrics_dir: str | None) -> int:
+    from gpu_worker.events import events_over_redis
     from gpu_worker.idle import IdleMonitor
     from gpu_worker.stop import run_stop_action
     from tasks.broker import ensure_queues
     from tasks.celery_app import app, is_sqs, predefined_queues
     from transcription.model_files import resolve_model
 
-    s = get_settings()  # the tasks' app reads the same settings
     for problem in check_settings(s):
         log.warning("settings: %s", problem)
     sqs = is_sqs(s)
@@ -100,10 +121,21 @@ def run_worker(*, concurrency: int | None = None, queues: list[str] | None = Non
             monitor.start()
 
         signals.worker_ready.connect(_start_monitor, weak=False)
+    if metrics_dir:
+        from gpu_worker import metrics
+
+        metrics.connect()
+        endpoint: list[Any] = []
+        signals.worker_ready.connect(lambda **_: endpoint.append(metrics.serve(s, queues, metrics_dir)), weak=False)
+        signals.worker_shutdown.connect(lambda **_: [e.shutdown() for e in endpoint], weak=False)
     signals.worker_process_init.connect(_load_engine, weak=False)
     signals.task_rejected.connect(_discard_refused, weak=False)
 
+    # Task events: over Redis on SQS (its own connection; SQS has no fanout), on the broker otherwise.
+    redis_events = events_over_redis(s)
     worker = app.Worker(
+        consumer_cls="gpu_worker.events:RedisEventsConsumer" if redis_events else None,
+        task_events=s.task_events_redis,
         hostname=hostname or f"gpu@{socket.gethostname()}",
         pool_cls="prefork",
         concurrency=concurrency or s.worker_concurrency,
@@ -111,7 +143,7 @@ def run_worker(*, concurrency: int | None = None, queues: list[str] | None = Non
         loglevel=loglevel,
         without_gossip=True,
         without_mingle=True,
-        without_heartbeat=sqs,
+        without_heartbeat=sqs and not redis_events,
         optimization="fair",
     )
     worker.start()

@@ -19,6 +19,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "worker": "gpu_worker.cli:worker",
     "dlq": "tasks.cli:dlq",
     "sessions": "tasks.cli:sessions",
+    "flower": "gpu_worker.cli:flower",
 }
 
 

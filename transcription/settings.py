@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     worker_idle_timeout_s: int = 0  # 0 = never stop for idleness
     worker_stop_action: Literal["none", "stop", "terminate"] = "none"
     worker_metrics_port: int = 0  # 0 = no metrics endpoint
+    worker_metrics_host: str = "127.0.0.1"  # where the worker's metrics endpoint listens (0.0.0.0 to scrape)
     task_events_redis: bool = True  # publish task events over Redis so Flower sees SQS workers
 
     # --- the server and the router's call to it --------------------------------------------
