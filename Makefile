@@ -4,8 +4,10 @@
 setup:
 	@scripts/setup.sh
 
+# the whole system locally (moto, Redis, server, worker, beat, Flower, router loop) on the sample session;
+# leaves the stack running until Ctrl-C (DEMO_ARGS=--exit stops it after the demo)
 demo: setup
-	.venv/bin/stt-router transcribe samples/demo-session/chunks/* --format srt
+	.venv/bin/stt-router demo $(DEMO_ARGS)
 
 test: setup
 	.venv/bin/ruff check .

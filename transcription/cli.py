@@ -20,6 +20,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "dlq": "tasks.cli:dlq",
     "sessions": "tasks.cli:sessions",
     "flower": "gpu_worker.cli:flower",
+    "demo": "devstack.cli:demo",
+    "stack": "devstack.cli:stack",
 }
 
 
