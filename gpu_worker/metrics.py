@@ -33,6 +33,20 @@ QUEUE_CACHE_S = 5.0
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 
+def port_problem(settings: Settings) -> str | None:
+    """Why the metrics endpoint could not listen (checked before the worker starts), or None."""
+    import socket
+
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((settings.worker_metrics_host, settings.worker_metrics_port))
+    except OSError as e:
+        return (f"cannot listen on {settings.worker_metrics_host}:{settings.worker_metrics_port} "
+                f"(WORKER_METRICS_HOST/WORKER_METRICS_PORT): {e.strerror or e}")
+    return None
+
+
 def enable() -> str:
     """Switch this process (and the pool processes it forks) to multiprocess metrics; the directory."""
     path = tempfile.mkdtemp(prefix="stt-worker-metrics-")

@@ -88,6 +88,9 @@ def run_worker(*, concurrency: int | None = None, queues: list[str] | None = Non
     if s.worker_metrics_port:  # before any metric exists, so pool processes share the directory
         from gpu_worker import metrics
 
+        if problem := metrics.port_problem(s):
+            log.error("worker metrics: %s", problem)
+            return 2
         metrics_dir = metrics.enable()
     try:
         return _run(s, concurrency, queues, loglevel, hostname, metrics_dir)

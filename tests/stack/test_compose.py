@@ -143,5 +143,5 @@ def test_the_gpu_image_runs_as_a_user_and_the_router_image_runs_the_handler() ->
     import importlib
 
     assert callable(getattr(importlib.import_module(module), attr))
-    pip = [v for k, v in router if k == "RUN" and "pip install" in v][0]
+    pip = next(v for k, v in router if k == "RUN" and "pip install" in v)
     assert "[router]" in pip and "gpu" not in pip  # the Lambda stays free of torch and the engine

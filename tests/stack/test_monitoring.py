@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tasks.enqueue import enqueue_chunk
-from tests.support.services import VENV_BIN, ManagedProcess, free_port, unique, wait_for
+from tests.support.services import ROOT, VENV_BIN, ManagedProcess, free_port, unique, wait_for
 from tests.support.worker import producer, settings_for, start_worker, worker_env
 
 pytestmark = pytest.mark.timeout(300)
@@ -131,3 +131,18 @@ def test_worker_metrics(stack) -> None:
     assert sample(text, "stt_queue_messages", queue=s.transcribe_queue, state="waiting") == 0
     assert sample(text, "stt_queue_messages", queue=s.transcribe_queue, state="in_flight") == 0
     assert sample(text, "stt_queue_messages", queue=s.dead_letter_queue, state="waiting") == 1
+    # every metric family the worker serves is documented in the README
+    readme = (ROOT / "README.md").read_text()
+    families = set(re.findall(r"^# TYPE (\w+) ", text, flags=re.M))
+    assert {"stt_worker_tasks_total", "stt_queue_messages", "stt_worker_audio_seconds_total"} <= families
+    for family in families:
+        assert re.search(rf"`{family}[{{`]", readme), f"{family} is not in the README"
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_the_reason(stack) -> None:
+    """The port of the module's worker is taken: a second worker on it exits at once, saying why."""
+    env = {**stack.env, "TRANSCRIBE_QUEUE": unique("transcribe")}
+    out = subprocess.run([str(VENV_BIN / "stt-router"), "worker"], env={**_base_env(), **env}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{env['WORKER_METRICS_PORT']}" in out.stderr + out.stdout
