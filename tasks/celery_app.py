@@ -23,9 +23,14 @@ from celery import Celery
 from transcription.settings import Settings, get_settings
 
 # Modules a worker imports to register its tasks (producers never import them).
-INCLUDE = ["tasks.transcribe", "tasks.session"]
+INCLUDE = ["tasks.transcribe", "tasks.session", "tasks.drain", "tasks.capacity"]
 TRANSCRIBE_TASK = "tasks.transcribe_chunk"
 COMBINE_TASK = "tasks.combine_session"
+# beat's tasks: run on CONTROL_QUEUE by `stt-router beat` (always on, no GPU), never by a GPU worker
+DRAIN_TASK = "tasks.drain"
+SWEEP_TASK = "tasks.sweep_sessions"
+SCALE_TASK = "tasks.scale_workers"
+CONTROL_TASKS = (DRAIN_TASK, SWEEP_TASK, SCALE_TASK)
 
 # kombu SQS: a long poll of 10 s when idle (one request per ~10 s per idle worker), and a short
 # client-side pause between polls so a worker that just finished a chunk asks for the next one at once.
@@ -44,6 +49,8 @@ def predefined_queues(settings: Settings) -> dict[str, dict[str, str]]:
     queues = {settings.transcribe_queue: {"url": settings.sqs_queue_url}}
     if settings.sqs_dlq_url:
         queues[settings.dead_letter_queue] = {"url": settings.sqs_dlq_url}
+    if settings.sqs_control_queue_url:
+        queues[settings.control_queue] = {"url": settings.sqs_control_queue_url}
     return queues
 
 
@@ -81,7 +88,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "event_serializer": "json",
         # one queue for chunk and session tasks; the dead-letter queue is written explicitly
         "task_default_queue": s.transcribe_queue,
-        "task_routes": {"tasks.*": {"queue": s.transcribe_queue}},
+        "task_routes": {**{name: {"queue": s.control_queue} for name in CONTROL_TASKS},
+                        "tasks.*": {"queue": s.transcribe_queue}},
         # never lose a chunk
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

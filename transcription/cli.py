@@ -19,6 +19,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "worker": "gpu_worker.cli:worker",
     "dlq": "tasks.cli:dlq",
     "sessions": "tasks.cli:sessions",
+    "beat": "tasks.beat_cli:beat",
+    "drain": "tasks.beat_cli:drain",
     "flower": "gpu_worker.cli:flower",
     "demo": "devstack.cli:demo",
     "stack": "devstack.cli:stack",

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     ec2_instance_ids: list[str] = Field(default_factory=list)
     asg_name: str | None = None
     max_gpu_workers: int = 4
+    # queue-depth rule: one worker per this many waiting chunks (a cold start's worth of work; README)
+    chunks_per_worker: int = Field(100, ge=1)
+    control_queue: str = "transcribe-control"  # drain, sweeper and scaler tasks, run by `stt-router beat`
+    sqs_control_queue_url: str | None = None  # a predefined production control queue
+    beat_key_prefix: str = "stt:beat:"  # RedBeat's schedule and lock keys in REDIS_URL
+    beat_max_interval_s: float = Field(30.0, gt=0)  # beat's longest sleep; a standby takes over after 5x
+    drain_catch_up_s: int = Field(6 * 3600, ge=0)  # a drain missed while beat was down runs if this recent
 
     # --- session transcripts ---------------------------------------------------------------
     boundary_repair: bool = True

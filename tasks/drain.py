@@ -1,0 +1,190 @@
+"""The midnight drain and the session sweeper: beat's two jobs on the bucket.
+
+`tasks.drain` finds every chunk with neither a transcript nor a failed record (three listings of
+the bucket by the key layout), asks for GPU capacity for that backlog, then sends one chord per
+session: `chord(group(transcribe_chunk per missing chunk), combine_session)`. Safe to run while
+some of those chunks are already queued (by the router, or by an earlier drain): a chunk task skips
+a chunk whose transcript exists and waits out another delivery's lease, so no chunk is transcribed
+twice, and every chunk task returns normally (a bad chunk returns "failed" after writing its failed
+record), so the chord always completes and the session is combined, as `partial` if need be.
+The callback is immutable (`.si`): the header's results never travel through SQS (256 KiB limit);
+`combine_session` reads the session's state from S3. A session without `total_chunks` in its
+manifest is still open: its chunks are transcribed and the combine answers "incomplete".
+
+`tasks.sweep_sessions` heals lost triggers: a session whose manifest says it has ended, whose
+chunks are all transcribed or failed, and which has no session transcript gets its combine queued
+(`trigger_combine`, the same once-only check the chunk tasks use).
+
+Both run on `CONTROL_QUEUE`, consumed by `stt-router beat`, never by a GPU worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from celery import Celery, chord
+
+from tasks import locks
+from tasks.celery_app import COMBINE_TASK, DRAIN_TASK, SWEEP_TASK, TRANSCRIBE_TASK, app
+from tasks.enqueue import trigger_combine
+from transcription import layout, storage
+from transcription.errors import InvalidKeyError, RetryableError, TranscriptionError
+from transcription.manifest import load_manifest
+from transcription.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_DONE_RE = re.compile(r"(?:transcripts|failed)/(?P<session>[^/]+)/chunks/(?P<index>[0-9]{1,9})\.json")
+DRAIN_RETRIES = 5
+DRAIN_RETRY_S = 60
+
+
+def _lease_name(bucket: str) -> str:
+    return f"drain:{bucket}"
+
+
+def drain_running(bucket: str, settings: Settings | None = None) -> bool:
+    """A drain of `bucket` holds its lease right now (the scaler then does not scale in)."""
+    try:
+        return bool(locks.redis_client(settings).exists(f"{locks.PREFIX}lease:{_lease_name(bucket)}"))
+    except Exception:  # no Redis: assume not
+        return False
+
+
+def find_backlog(bucket: str, settings: Settings | None = None) -> dict[str, list[str]]:
+    """session id -> audio keys of chunks with neither a transcript nor a failed record.
+
+    Three paginated listings (`sessions/`, `transcripts/`, `failed/`) instead of three per session.
+    As in `sessions.session_status`, the first key listed for an index is the chunk.
+    """
+    s = settings or get_settings()
+    uploaded: dict[tuple[str, int], str] = {}
+    for key in storage.list_keys(bucket, "sessions/", settings=s):
+        if key.endswith("/manifest.json"):
+            continue
+        try:
+            chunk = layout.parse_chunk_key(key)
+        except InvalidKeyError:
+            continue
+        uploaded.setdefault((chunk.session_id, chunk.index), key)
+    done: set[tuple[str, int]] = set()
+    for prefix in ("transcripts/", "failed/"):
+        for key in storage.list_keys(bucket, prefix, settings=s):
+            m = _DONE_RE.fullmatch(key)
+            if m:
+                done.add((m["session"], int(m["index"])))
+    backlog: dict[str, list[str]] = {}
+    for (session_id, index), key in sorted(uploaded.items()):
+        if (session_id, index) not in done:
+            backlog.setdefault(session_id, []).append(key)
+    return backlog
+
+
+def session_chord(bucket: str, session_id: str, keys: list[str], celery: Celery, s: Settings) -> Any:
+    """chord(group(transcribe_chunk per key), combine_session.si(session_id)), not yet sent."""
+    header = [celery.signature(TRANSCRIBE_TASK, args=[bucket, key], queue=s.transcribe_queue) for key in keys]
+    body = celery.signature(COMBINE_TASK, args=[session_id], kwargs={"bucket": bucket}, queue=s.transcribe_queue,
+                            immutable=True)
+    return chord(header, body, app=celery)
+
+
+def run_drain(bucket: str | None = None, *, dry_run: bool = False, settings: Settings | None = None,
+              celery: Celery | None = None) -> dict[str, Any]:
+    """The drain's logic, callable without a worker (`stt-router drain --now`); returns its summary."""
+    from tasks.capacity import apply_capacity, queue_counts, wanted_workers
+
+    s = settings or get_settings()
+    celery = celery or app
+    bucket = bucket or s.s3_bucket
+    started = time.monotonic()
+    lease = locks.Lease(_lease_name(bucket), s.lease_ttl_s, s)
+    if not dry_run and not lease.acquire():
+        log.info("drain_skipped bucket=%s: another drain is running", bucket)
+        return {"status": "already_running", "bucket": bucket}
+    try:
+        backlog = find_backlog(bucket, s)
+        chunks = sum(len(keys) for keys in backlog.values())
+        try:
+            visible, in_flight = queue_counts(s)
+        except TranscriptionError as e:  # the listing alone still sizes the fleet
+            log.warning("drain: queue depth unknown (%s); sizing from the listing", e.reason)
+            visible, in_flight = 0, 0
+        wanted = wanted_workers(max(chunks, visible), in_flight, s)
+        capacity: dict[str, Any]
+        if dry_run:
+            capacity = {"mode": s.capacity_mode, "wanted": wanted, "dry_run": True}
+        else:
+            try:
+                capacity = apply_capacity(wanted, allow_down=False, settings=s)
+            except TranscriptionError as e:  # queue the chunks anyway: they wait for capacity, never lost
+                log.error("drain_capacity_failed mode=%s reason=%s", s.capacity_mode, e.reason)
+                capacity = {"mode": s.capacity_mode, "wanted": wanted, "error": e.reason}
+        chords: dict[str, str] = {}
+        if not dry_run:
+            for session_id, keys in backlog.items():
+                chords[session_id] = session_chord(bucket, session_id, keys, celery, s).apply_async().id
+                log.info("drain_session session=%s chunks=%d chord=%s", session_id, len(keys), chords[session_id])
+        summary = {
+            "status": "dry_run" if dry_run else "drained", "bucket": bucket, "sessions": len(backlog),
+            "chunks": chunks, "queue": {"visible": visible, "in_flight": in_flight}, "capacity": capacity,
+            "chords": chords, "backlog": {sid: len(keys) for sid, keys in backlog.items()},
+            "took_s": round(time.monotonic() - started, 3),
+        }
+        log.info("drain_done bucket=%s sessions=%d chunks=%d wanted=%d capacity=%s took=%.1fs%s", bucket,
+                 len(backlog), chunks, wanted, capacity, summary["took_s"], " (dry run)" if dry_run else "")
+        return summary
+    finally:
+        if not dry_run:
+            lease.release()
+
+
+def run_sweep(bucket: str | None = None, *, settings: Settings | None = None,
+              celery: Celery | None = None) -> dict[str, Any]:
+    """Queue the combine of every ended, fully done, uncombined session; returns a summary."""
+    from transcription.sessions import list_sessions
+
+    s = settings or get_settings()
+    celery = celery or app
+    bucket = bucket or s.s3_bucket
+    checked, triggered, errors = 0, [], {}
+    for session_id in list_sessions(bucket, settings=s):
+        try:
+            manifest = load_manifest(bucket, session_id, settings=s)
+            if manifest is None or manifest.total_chunks is None:
+                continue  # still open: nothing to combine yet
+            if storage.exists(bucket, layout.session_transcript_key(session_id, "json"), settings=s):
+                continue  # combined (a replayed chunk brings it up to date through its own trigger)
+            checked += 1
+            if trigger_combine(bucket, session_id, app=celery, settings=s):
+                triggered.append(session_id)
+        except TranscriptionError as e:  # one session's trouble must not stop the sweep
+            errors[session_id] = e.reason
+            log.warning("sweep_error session=%s reason=%s", session_id, e.reason)
+    summary = {"bucket": bucket, "ended_uncombined": checked, "triggered": triggered, "errors": errors}
+    log.info("sweep_done bucket=%s ended_uncombined=%d triggered=%d errors=%d", bucket, checked, len(triggered),
+             len(errors))
+    return summary
+
+
+@app.task(bind=True, name=DRAIN_TASK, max_retries=DRAIN_RETRIES, acks_on_failure_or_timeout=True,
+          soft_time_limit=2 * 3600 - 60, time_limit=2 * 3600)
+def drain(self, bucket: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """At DRAIN_HOUR:DRAIN_MINUTE in TIMEZONE (and by `stt-router drain`): see the module docstring."""
+    try:
+        return run_drain(bucket, dry_run=bool(dry_run))
+    except RetryableError as e:  # S3 or Redis trouble while listing: try again in a minute
+        log.warning("drain_retry reason=%s", e.reason)
+        raise self.retry(countdown=DRAIN_RETRY_S, exc=e) from None
+
+
+@app.task(name=SWEEP_TASK, ignore_result=True, acks_on_failure_or_timeout=True)
+def sweep_sessions(bucket: str | None = None) -> dict[str, Any]:
+    """Every SWEEP_INTERVAL_S: combine sessions whose completion trigger was lost."""
+    try:
+        return run_sweep(bucket)
+    except TranscriptionError as e:  # the listing failed: the next sweep tries again
+        log.error("sweep_failed reason=%s", e.reason)
+        return {"status": "error", "reason": e.reason}
