@@ -50,18 +50,20 @@ def _terminate_as_interrupt() -> None:
 def _print_urls(stack) -> None:
     user, _, password = stack.env["FLOWER_BASIC_AUTH"].partition(":")
     u = stack.urls
+    running = stack.procs
     lines = [
-        ("API docs", f"{u['api_docs']}   (API key: {stack.env['API_KEY']})"),
-        ("Flower", f"{u['flower']}   (user {user}, password {password})"),
-        ("worker metrics", u["worker_metrics"]),
-        ("server metrics", u["server_metrics"]),
+        ("API docs", f"{u['api_docs']}   (API key: {stack.env['API_KEY']})", "api"),
+        ("Flower", f"{u['flower']}   (user {user}, password {password})", "flower"),
+        ("worker metrics", u["worker_metrics"], "worker"),
+        ("server metrics", u["server_metrics"], "api"),
         ("S3/SQS (moto)", f"{u['moto']}   (bucket {stack.o.bucket}; e.g. aws --endpoint-url {u['moto']} "
-                          f"s3 ls s3://{stack.o.bucket}/transcripts/ --recursive)"),
-        ("Redis", u["redis"]),
-        ("logs", str(stack.o.log_dir)),
+                          f"s3 ls s3://{stack.o.bucket}/transcripts/ --recursive)", None),
+        ("Redis", u["redis"], None),
+        ("logs", str(stack.o.log_dir), None),
     ]
-    for name, value in lines:
-        click.echo(f"  {name:<15} {value}")
+    for name, value, part in lines:
+        if part is None or part in running:
+            click.echo(f"  {name:<15} {value}")
 
 
 def _hold(stack) -> None:
@@ -98,9 +100,8 @@ def demo(exit_after: bool, samples: Path | None, session_id: str | None, **stack
         result = Demo(stack, session_id, samples or SAMPLES, say=lambda m: click.echo(m)).run()
         click.echo("\n" + summary(result))
         code = 0 if result.ok else 1
-        if not exit_after:
-            click.echo("\nRestarting the API server for you to try:")
-            stack.restart_part("api")
+        click.echo("\nRestarting the API server (the GPU server is back):")
+        stack.restart_part("api")
         click.echo("\nURLs:")
         _print_urls(stack)
         if not exit_after:

@@ -175,7 +175,7 @@ class Stack:
         p = self._spawn("redis", redis_server.redis_argv(binary, port, workdir))
         url = f"redis://127.0.0.1:{port}/0"
         wait_ready({"redis": (p, lambda: redis_server.redis_answers(url, 0.5), "starting")}, 30, _quiet)
-        self.redis_note = f"started here ({Path(binary).name}, pid {p.pid})"
+        self.redis_note = f"started here: {Path(binary).name}, pid {p.pid}"
         return url
 
     def start_moto(self) -> str:
@@ -239,7 +239,8 @@ class Stack:
         self.say(f"  [ok] moto       {moto_url} (S3, SQS, EventBridge)")
         self.init_resources()
         parts = [p for p in PARTS if p in self.o.parts]
-        self.say("  ... starting " + ", ".join(parts) + " (the server and the worker each load the Whisper model)")
+        loading = " (the server and the worker each load the Whisper model)" if {"api", "worker"} & set(parts) else ""
+        self.say("  ... starting " + ", ".join(parts) + loading)
         self.start_parts(parts)
         self.say(f"  stack ready in {time.monotonic() - started:.0f} s; logs in {self.o.log_dir}")
 

@@ -60,7 +60,8 @@ def test_the_demo_runs_end_to_end(tmp_path) -> None:
     assert word_error_rate(SCRIPT, " ".join(printed)) < 0.15, printed
     assert "API docs" in text and "Flower" in text and f"127.0.0.1:{ports['--flower-port']}" in text
     # everything it started is stopped
-    for part in ("router", "flower", "beat", "worker", "moto", "redis"):
+    assert "Restarting the API server" in text  # the URLs printed work
+    for part in ("api", "router", "flower", "beat", "worker", "moto", "redis"):
         assert re.search(rf"stopped {part} \(exit", text), part
     for port in ports.values():
         assert not port_open(port)
