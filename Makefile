@@ -21,3 +21,4 @@ bench: setup
 	.venv/bin/python bench/queue.py
 	.venv/bin/python bench/server.py
 	.venv/bin/python bench/cost.py
+	.venv/bin/python bench/chunks_per_worker.py

@@ -141,6 +141,52 @@ def run_drain(bucket: str | None = None, *, dry_run: bool = False, settings: Set
             lease.release()
 
 
+class _SweepMemo:
+    """What earlier sweeps learnt, in Redis, so a sweep costs S3 requests only for live sessions.
+
+    Without it every sweep would GET every session's manifest ever uploaded (a year of sessions
+    every 5 minutes soon costs more in S3 requests than the GPUs). A combined session is never
+    looked at again (a replayed chunk re-combines through its own trigger); a session without
+    `total_chunks` is looked at again after `OPEN_RECHECK_S` (a lost manifest trigger heals then).
+    Without Redis every session is checked, as before.
+    """
+
+    OPEN_RECHECK_S = 3600
+
+    def __init__(self, bucket: str, s: Settings) -> None:
+        self.combined_key = f"{locks.PREFIX}swept:combined:{bucket}"
+        self.open_prefix = f"{locks.PREFIX}swept:open:{bucket}/"
+        self.s = s
+        try:
+            self.combined: set[str] = set(locks.redis_client(s).smembers(self.combined_key))
+            self.redis = True
+        except Exception as e:
+            log.warning("sweep without its Redis memo (%s): checking every session", e)
+            self.combined, self.redis = set(), False
+
+    def skip(self, session_id: str) -> bool:
+        if session_id in self.combined:
+            return True
+        if not self.redis:
+            return False
+        try:
+            return bool(locks.redis_client(self.s).exists(self.open_prefix + session_id))
+        except Exception:
+            return False
+
+    def remember(self, session_id: str, combined: bool) -> None:
+        if not self.redis:
+            return
+        try:
+            r = locks.redis_client(self.s)
+            if combined:
+                r.sadd(self.combined_key, session_id)
+            else:
+                r.set(self.open_prefix + session_id, "1", ex=self.OPEN_RECHECK_S)
+        except Exception as e:  # only the next sweep's cost depends on it
+            log.info("sweep memo not written (%s)", e)
+
+
 def run_sweep(bucket: str | None = None, *, settings: Settings | None = None,
               celery: Celery | None = None) -> dict[str, Any]:
     """Queue the combine of every ended, fully done, uncombined session; returns a summary."""
@@ -149,23 +195,30 @@ def run_sweep(bucket: str | None = None, *, settings: Settings | None = None,
     s = settings or get_settings()
     celery = celery or app
     bucket = bucket or s.s3_bucket
-    checked, triggered, errors = 0, [], {}
+    memo = _SweepMemo(bucket, s)
+    checked, skipped, triggered, errors = 0, 0, [], {}
     for session_id in list_sessions(bucket, settings=s):
+        if memo.skip(session_id):
+            skipped += 1
+            continue
         try:
             manifest = load_manifest(bucket, session_id, settings=s)
             if manifest is None or manifest.total_chunks is None:
+                memo.remember(session_id, combined=False)
                 continue  # still open: nothing to combine yet
             if storage.exists(bucket, layout.session_transcript_key(session_id, "json"), settings=s):
-                continue  # combined (a replayed chunk brings it up to date through its own trigger)
+                memo.remember(session_id, combined=True)
+                continue
             checked += 1
             if trigger_combine(bucket, session_id, app=celery, settings=s):
                 triggered.append(session_id)
         except TranscriptionError as e:  # one session's trouble must not stop the sweep
             errors[session_id] = e.reason
             log.warning("sweep_error session=%s reason=%s", session_id, e.reason)
-    summary = {"bucket": bucket, "ended_uncombined": checked, "triggered": triggered, "errors": errors}
-    log.info("sweep_done bucket=%s ended_uncombined=%d triggered=%d errors=%d", bucket, checked, len(triggered),
-             len(errors))
+    summary = {"bucket": bucket, "ended_uncombined": checked, "skipped": skipped, "triggered": triggered,
+               "errors": errors}
+    log.info("sweep_done bucket=%s ended_uncombined=%d skipped=%d triggered=%d errors=%d", bucket, checked,
+             skipped, len(triggered), len(errors))
     return summary
 
 

@@ -173,3 +173,36 @@ def _app(s: Settings):
     from tasks.celery_app import make_app
 
     return make_app(s)
+
+
+def test_queue_counts_on_a_redis_broker() -> None:
+    """The Redis transport: waiting messages in the queue's list, in-flight ones in kombu's `unacked` hash."""
+    from kombu import Connection
+
+    from tests.support.worker import REDIS_BROKER_DB
+
+    s = Settings(celery_broker_url=f"redis://127.0.0.1:6379/{REDIS_BROKER_DB}", transcribe_queue=unique("transcribe"))
+    app = _app(s)
+    for n in range(3):
+        app.send_task("tasks.transcribe_chunk", args=["b", f"sessions/s/chunks/{n}.wav"], queue=s.transcribe_queue)
+    assert capacity.queue_counts(s) == (3, 0)
+    with Connection(s.celery_broker_url) as conn:
+        queue = conn.SimpleQueue(s.transcribe_queue)
+        message = queue.get(timeout=5)  # delivered, not acknowledged: a busy worker's message
+        assert capacity.queue_counts(s) == (2, 1)
+        message.ack()
+        assert capacity.queue_counts(s) == (2, 0)
+        for _ in range(2):
+            queue.get(timeout=5).ack()
+        queue.close()
+
+
+def test_the_scaler_task_reports_an_error_instead_of_failing(moto, env) -> None:
+    s = queue_settings(moto)
+    for name, value in {"CELERY_BROKER_URL": "sqs://", "TRANSCRIBE_QUEUE": s.transcribe_queue,
+                        "SCALING_POLICY": "queue-depth", "CAPACITY_MODE": "asg", "ASG_NAME": "missing-group"}.items():
+        env.setenv(name, value)
+    from tasks.capacity import scale_workers
+
+    out = scale_workers.run()
+    assert out["status"] == "error" and "missing-group" in out["reason"]

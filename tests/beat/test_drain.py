@@ -22,7 +22,7 @@ from tests.support.services import VENV_BIN, unique, wait_for
 from tests.support.speech import word_error_rate
 from tests.support.worker import producer, settings_for, start_worker, worker_env
 from transcription import layout, sessions, storage
-from transcription.transcript import ChunkTranscript
+from transcription.transcript import ChunkTranscript, Segment
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -101,14 +101,12 @@ def test_drain_transcribes_every_missing_chunk_once_and_combines_each_session_on
 
 def test_sweeper_combines_a_session_whose_trigger_was_lost(d) -> None:
     """A session whose chunks are all transcribed but whose combine never came (its trigger lost)."""
-    donor = next(sid for sid in sessions.list_sessions(d.bucket, settings=d.settings)
-                 if storage.exists(d.bucket, layout.chunk_transcript_key(sid, 0), settings=d.settings))
-    chunk = ChunkTranscript.model_validate(storage.get_json(d.bucket, layout.chunk_transcript_key(donor, 0),
-                                                            settings=d.settings))
     lost = unique("lost")
     manifest(d, lost, total_chunks=1)
     put(d, f"sessions/{lost}/chunks/0.wav", b"RIFF....")
-    moved = chunk.model_copy(update={"session_id": lost, "source_key": f"sessions/{lost}/chunks/0.wav"})
+    moved = ChunkTranscript(session_id=lost, chunk_index=0, source_key=f"sessions/{lost}/chunks/0.wav", duration=2.0,
+                            language="en", engine="faster-whisper", model="base",
+                            segments=[Segment(start=0.0, end=2.0, text="the trigger was lost")])
     put(d, layout.chunk_transcript_key(lost, 0), moved.model_dump_json().encode())
     still_open = unique("open")
     put(d, f"sessions/{still_open}/chunks/0.wav", b"RIFF....")
@@ -122,6 +120,10 @@ def test_sweeper_combines_a_session_whose_trigger_was_lost(d) -> None:
     assert combines(d, lost) == 1
     assert run_sweep(d.bucket, settings=d.settings, celery=d.app)["triggered"] == []  # healed: nothing more
     assert not storage.exists(d.bucket, layout.session_transcript_key(still_open, "json"), settings=d.settings)
+    # from now on the sweeps remember: combined and open sessions cost no S3 request per sweep
+    third = run_sweep(d.bucket, settings=d.settings, celery=d.app)
+    assert third["skipped"] == len(sessions.list_sessions(d.bucket, settings=d.settings))
+    assert third["ended_uncombined"] == 0 and third["triggered"] == []
 
 
 def test_a_second_drain_while_one_runs_sends_nothing(d) -> None:
