@@ -14,6 +14,8 @@ _stack_options = [
     click.option("--api-port", default=8000, show_default=True, help="API server port (another if taken)"),
     click.option("--flower-port", default=5555, show_default=True, help="Flower port (another if taken)"),
     click.option("--metrics-port", default=9101, show_default=True, help="worker metrics port (another if taken)"),
+    click.option("--router-metrics-port", default=9102, show_default=True,
+                 help="route-decision metrics port (another if taken)"),
     click.option("--bucket", default="stt-router", show_default=True, help="the bucket on the local S3"),
     click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
                  help="where each part's log goes (default .cache/stack/<time>)"),
@@ -27,15 +29,16 @@ def stack_options(f):
     return f
 
 
-def _make_stack(*, api_port: int, flower_port: int, metrics_port: int, bucket: str, log_dir: Path | None,
-                own_redis: bool, parts: tuple[str, ...] | None = None):
+def _make_stack(*, api_port: int, flower_port: int, metrics_port: int, router_metrics_port: int, bucket: str,
+                log_dir: Path | None, own_redis: bool, parts: tuple[str, ...] | None = None):
     from devstack.stack import PARTS, Stack, StackOptions, clean_old_logs, default_log_dir
 
     if log_dir is None:
         log_dir = default_log_dir()
         clean_old_logs(log_dir.parent)
     options = StackOptions(log_dir=log_dir, bucket=bucket, api_port=api_port, flower_port=flower_port,
-                           worker_metrics_port=metrics_port, own_redis=own_redis, parts=parts or PARTS)
+                           worker_metrics_port=metrics_port, router_metrics_port=router_metrics_port,
+                           own_redis=own_redis, parts=parts or PARTS)
     return Stack(options, say=lambda m: click.echo(m))
 
 
@@ -56,6 +59,7 @@ def _print_urls(stack) -> None:
         ("Flower", f"{u['flower']}   (user {user}, password {password})", "flower"),
         ("worker metrics", u["worker_metrics"], "worker"),
         ("server metrics", u["server_metrics"], "api"),
+        ("route metrics", u["router_metrics"], "router"),
         ("S3/SQS (moto)", f"{u['moto']}   (bucket {stack.o.bucket}; e.g. aws --endpoint-url {u['moto']} "
                           f"s3 ls s3://{stack.o.bucket}/transcripts/ --recursive)", None),
         ("Redis", u["redis"], None),
@@ -64,6 +68,21 @@ def _print_urls(stack) -> None:
     for name, value, part in lines:
         if part is None or part in running:
             click.echo(f"  {name:<15} {value}")
+
+
+def _route_metrics_line(stack) -> str:
+    """The route decisions as the stack's Prometheus endpoint serves them (scraped, not recomputed)."""
+    import re
+
+    from devstack.stack import http_get
+
+    url = stack.urls["router_metrics"]
+    try:
+        body = http_get(url)[1].decode()
+    except OSError as e:
+        return f"route metrics: {url} did not answer ({e})"
+    counts = re.findall(r'^stt_router_decisions_total\{decision="(\w+)"\} ([\d.]+)', body, flags=re.M)
+    return f"route metrics ({url}): " + ", ".join(f"{d} {float(n):.0f}" for d, n in counts)
 
 
 def _hold(stack) -> None:
@@ -99,6 +118,7 @@ def demo(exit_after: bool, samples: Path | None, session_id: str | None, **stack
         session_id = session_id or time.strftime("demo-%Y%m%d-%H%M%S")
         result = Demo(stack, session_id, samples or SAMPLES, say=lambda m: click.echo(m)).run()
         click.echo("\n" + summary(result))
+        click.echo(_route_metrics_line(stack))
         code = 0 if result.ok else 1
         click.echo("\nRestarting the API server (the GPU server is back):")
         stack.restart_part("api")

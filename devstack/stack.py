@@ -69,6 +69,7 @@ class StackOptions:
     api_port: int = 8000
     flower_port: int = 5555
     worker_metrics_port: int = 9101
+    router_metrics_port: int = 9102
     moto_port: int = 0
     redis_url: str | None = None  # None: the one at 127.0.0.1:6379 if it answers, else one started here
     own_redis: bool = False  # start a private Redis even when one answers at 127.0.0.1:6379
@@ -82,6 +83,7 @@ class Stack:
         self.o = options
         self.say = say
         self.procs: dict[str, Proc] = {}
+        self.route_metrics: object | None = None  # the HTTP server of the route-decision metrics
         self.env: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self.redis_note = ""
@@ -95,6 +97,7 @@ class Stack:
         self.api_port = pick_port(o.api_port)
         self.flower_port = pick_port(o.flower_port)
         self.metrics_port = pick_port(o.worker_metrics_port)
+        self.router_metrics_port = pick_port(o.router_metrics_port)
         api_key = os.environ.get("API_KEY") or secrets.token_hex(16)
         flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"{o.flower_user}:{secrets.token_urlsafe(12)}"
         self.env = {
@@ -131,6 +134,7 @@ class Stack:
             "flower": f"http://127.0.0.1:{self.flower_port}",
             "worker_metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
             "server_metrics": f"http://127.0.0.1:{self.api_port}/metrics",
+            "router_metrics": f"http://127.0.0.1:{self.router_metrics_port}/metrics",
             "moto": moto_url,
             "redis": redis_url,
         }
@@ -242,7 +246,19 @@ class Stack:
         loading = " (the server and the worker each load the Whisper model)" if {"api", "worker"} & set(parts) else ""
         self.say("  ... starting " + ", ".join(parts) + loading)
         self.start_parts(parts)
+        if "router" in parts:
+            self.serve_route_metrics()
         self.say(f"  stack ready in {time.monotonic() - started:.0f} s; logs in {self.o.log_dir}")
+
+    def serve_route_metrics(self) -> None:
+        """The router's decision lines as Prometheus metrics, served from this process."""
+        from devstack import routes
+
+        def read_log() -> str:
+            router = self.procs.get("router")
+            return router.output() if router else ""
+
+        self.route_metrics = routes.serve(read_log, self.router_metrics_port)
 
     # --- control ---------------------------------------------------------------------------
 
@@ -257,6 +273,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process this stack started, newest first."""
+        if self.route_metrics is not None:
+            self.route_metrics.shutdown()
+            self.route_metrics = None
         for name in reversed(list(self.procs)):
             p = self.procs.pop(name)
             code = p.stop()

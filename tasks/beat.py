@@ -69,7 +69,12 @@ def run_beat(*, concurrency: int = 2, loglevel: str = "INFO", hostname: str | No
     s = get_settings()
     prepare(s)
     app.conf.update(beat_config(s))
+    from gpu_worker.events import events_over_redis
+
+    redis_events = events_over_redis(s)  # on SQS, task events for Flower go over Redis, as a GPU worker's do
     worker = app.Worker(
+        consumer_cls="gpu_worker.events:RedisEventsConsumer" if redis_events else None,
+        task_events=s.task_events_redis,
         hostname=hostname or f"beat@{socket.gethostname()}",
         pool_cls="prefork",
         concurrency=concurrency,
@@ -79,14 +84,18 @@ def run_beat(*, concurrency: int = 2, loglevel: str = "INFO", hostname: str | No
         scheduler="redbeat.RedBeatScheduler",
         without_gossip=True,
         without_mingle=True,
-        without_heartbeat=is_sqs(s),
+        without_heartbeat=is_sqs(s) and not redis_events,
     )
     died, stopping = threading.Event(), threading.Event()
 
     def _stopping(**_: Any) -> None:
         stopping.set()
 
+    def _beat_started(**_: Any) -> None:  # in the beat child: its pid, for operators (and the tests)
+        log.info("beat_process pid=%d", os.getpid())
+
     signals.worker_shutting_down.connect(_stopping, weak=False)
+    signals.beat_embedded_init.connect(_beat_started, weak=False)
     threading.Thread(target=_watch_beat, args=(worker, died, stopping), name="beat-watch", daemon=True).start()
     try:
         worker.start()

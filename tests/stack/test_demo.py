@@ -30,7 +30,8 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.timeout(600)
 def test_the_demo_runs_end_to_end(tmp_path) -> None:
-    ports = {"--api-port": free_port(), "--flower-port": free_port(), "--metrics-port": free_port()}
+    ports = {"--api-port": free_port(), "--flower-port": free_port(), "--metrics-port": free_port(),
+             "--router-metrics-port": free_port()}
     session = unique("demo")
     started = time.monotonic()
     out = subprocess.run([str(VENV_BIN / "stt-router"), "demo", "--exit", "--own-redis", "--session-id", session,
@@ -54,6 +55,9 @@ def test_the_demo_runs_end_to_end(tmp_path) -> None:
     assert text.count("transcribed by the server") == 2
     assert len(re.findall(r"transcribed by worker \S+ \(Flower: SUCCESS", text)) == 2  # seen in Flower too
     assert "manifest.json" in text and "combine queued" in text
+    # the route decisions, scraped from the stack's Prometheus endpoint for them
+    route_line = r"route metrics \(http://127.0.0.1:\d+/metrics\): direct 2, manifest 2, queued 2$"
+    assert re.search(route_line, text, re.M), text
     # the session transcript it printed is the script, in order
     printed = [re.sub(r"^\s*\[[\d:. -]+\]\s*", "", line) for line in lines if re.match(r"^\s+\[\d\d:\d\d\.\d -", line)]
     assert len(printed) >= 4

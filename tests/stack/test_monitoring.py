@@ -146,3 +146,25 @@ def test_a_taken_metrics_port_stops_the_worker_with_the_reason(stack) -> None:
                          text=True, timeout=120)
     assert out.returncode == 2
     assert f"cannot listen on 127.0.0.1:{env['WORKER_METRICS_PORT']}" in out.stderr + out.stdout
+
+
+def test_beats_control_worker_reports_to_flower_too(stack) -> None:
+    """`stt-router beat`'s worker (control queue, on SQS) sends its task events over Redis as well."""
+    env = {**stack.env, "CONTROL_QUEUE": unique("control"), "BEAT_KEY_PREFIX": unique("stt:beat") + ":"}
+    beat = ManagedProcess("beat-monitor", [str(VENV_BIN / "stt-router"), "beat", "--hostname",
+                                           f"{unique('beat')}@test"], env=env)
+    try:
+        wait_for(lambda: " ready." in beat.output(), 90, what=f"beat's worker ready ({beat.log_path})")
+        run = subprocess.run([str(VENV_BIN / "stt-router"), "drain"], env={**_base_env(), **env}, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        task_id = run.stdout.split()[2]
+
+        def listed():
+            r = httpx.get(f"{stack.url}/api/task/info/{task_id}", auth=auth(stack), timeout=5)
+            return r.json() if r.status_code == 200 and r.json().get("state") == "SUCCESS" else None
+
+        info = wait_for(listed, 60, what=f"the drain task in Flower ({beat.log_path})")
+        assert info["name"] == "tasks.drain" and info["worker"].startswith("beat-")
+    finally:
+        beat.stop()
