@@ -138,3 +138,21 @@ def test_two_beats_one_drain_at_the_local_minute_and_a_standby_that_takes_over(m
     finally:
         for b in beats:
             b.stop()
+
+
+def test_a_dead_beat_stops_the_process_for_its_supervisor(moto) -> None:
+    """The beat child dies (killed, or it lost its lock): `stt-router beat` exits 1 instead of living on
+    as a worker without a beat, so that systemd or the container runtime restarts it."""
+    env = worker_env(moto, "sqs", S3_BUCKET=unique("beat-dies"), CONTROL_QUEUE=unique("control"),
+                     BEAT_KEY_PREFIX=unique("stt:beat") + ":", BEAT_MAX_INTERVAL_S="1")
+    beat = ManagedProcess("beat-dies", [str(VENV_BIN / "stt-router"), "beat"], env=env)
+    try:
+        pid = int(wait_for(lambda: re.search(r"beat_process pid=(\d+)", beat.output()), 60,
+                           what=f"the beat child's pid ({beat.log_path})")[1])
+        wait_for(lambda: "beat: Acquired lock" in beat.output(), 30, what="beat's lock")
+        os.kill(pid, 9)
+        beat.proc.wait(60)
+        assert beat.proc.returncode == 1, beat.output()[-3000:]
+        assert "beat_died" in beat.output()
+    finally:
+        beat.stop()
