@@ -94,11 +94,7 @@ def run_beat(*, concurrency: int = 2, loglevel: str = "INFO", hostname: str | No
     def _beat_started(**_: Any) -> None:  # in the beat child: its pid, for operators (and the tests)
         log.info("beat_process pid=%d", os.getpid())
 
-    def _beat_started(**_: Any) -> None:  # in the beat child: its pid, for operators (and the tests)
-        log.info("beat_process pid=%d", os.getpid())
-
     signals.worker_shutting_down.connect(_stopping, weak=False)
-    signals.beat_embedded_init.connect(_beat_started, weak=False)
     signals.beat_embedded_init.connect(_beat_started, weak=False)
     threading.Thread(target=_watch_beat, args=(worker, died, stopping), name="beat-watch", daemon=True).start()
     try:
