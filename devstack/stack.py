@@ -48,10 +48,13 @@ def pick_port(preferred: int) -> int:
     return preferred if preferred and port_free(preferred) else redis_server.free_port()
 
 
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local URLs: never via a proxy
+
+
 def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # local URLs of the stack only
+        with _OPENER.open(req, timeout=timeout) as r:  # the stack's own 127.0.0.1 URLs only
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
