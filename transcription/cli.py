@@ -19,6 +19,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "worker": "gpu_worker.cli:worker",
     "dlq": "tasks.cli:dlq",
     "sessions": "tasks.cli:sessions",
+    "router-local": "router_lambda.cli:router_local",
+    "build-lambda": "router_lambda.cli:build_lambda",
     "beat": "tasks.beat_cli:beat",
     "drain": "tasks.beat_cli:drain",
     "flower": "gpu_worker.cli:flower",

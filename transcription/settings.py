@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     # --- the server and the router's call to it --------------------------------------------
     fast_api_server_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None
+    api_key_secret_arn: str | None = None  # the router reads API_KEY from this secret when API_KEY is unset
     allow_insecure_no_api_key: bool = False
     server_capacity: int = 1  # concurrent inferences
     slot_wait_s: float = 2.0  # how long a request waits for a slot before 503
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     server_port: int = 8000
     router_health_timeout_s: float = 2.0
     router_request_timeout_s: float = 900.0
+    router_attempts: int = Field(3, ge=1)  # direct /transcribe-s3 attempts before the chunk is queued
     router_retry_waits_s: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
 
     # --- engine and model ------------------------------------------------------------------

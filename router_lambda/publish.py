@@ -1,0 +1,61 @@
+"""Queueing from the router: a light Celery producer (JSON only, no result backend, short timeouts).
+
+The app is the task system's configuration (`tasks.celery_app.celery_config`) with three changes
+for a producer that must decide within a Lambda's time: no result backend (a send never touches
+Redis), SQS calls that give up in seconds instead of botocore's minute, and few publish retries. A
+send that fails raises, so the router fails the invocation and EventBridge delivers the event again.
+With `SQS_QUEUE_URL` set (the deployment) kombu sends to that URL and creates or lists nothing:
+`sqs:SendMessage` is the only SQS permission the router has.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from tasks.celery_app import celery_config, chunk_task_id, is_sqs
+from tasks.enqueue import enqueue_chunk, trigger_combine
+from transcription.settings import Settings
+
+SQS_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 10, "retries": {"mode": "standard", "max_attempts": 3}}
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+_apps: dict[tuple[Any, ...], Celery] = {}
+_lock = threading.Lock()
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    conf = celery_config(settings)
+    conf["result_backend"] = None  # DisabledBackend: publishing never connects to Redis
+    transport = dict(conf["broker_transport_options"])
+    if is_sqs(settings):
+        transport["client-config"] = SQS_CLIENT_CONFIG
+    conf["broker_transport_options"] = transport
+    conf["task_publish_retry_policy"] = PUBLISH_RETRY_POLICY
+    conf["broker_connection_timeout"] = 5
+    return conf
+
+
+def producer(settings: Settings) -> Celery:
+    """The container's producer for these settings (its connection pool stays warm between events)."""
+    key = (settings.celery_broker_url, settings.transcribe_queue, settings.dead_letter_queue, settings.sqs_queue_url,
+           settings.sqs_dlq_url, settings.aws_region, settings.aws_endpoint_url)
+    with _lock:
+        if key not in _apps:
+            app = Celery("stt-router-lambda", set_as_current=False)
+            app.config_from_object(producer_config(settings))
+            _apps[key] = app
+        return _apps[key]
+
+
+def enqueue(bucket: str, key: str, etag: str | None, settings: Settings) -> str:
+    """Queue `tasks.transcribe_chunk` with the upload's deterministic task id; raises if it cannot."""
+    return enqueue_chunk(bucket, key, task_id=chunk_task_id(bucket, key, etag), app=producer(settings),
+                         settings=settings)
+
+
+def check_session(bucket: str, session_id: str, settings: Settings) -> bool:
+    """The session-completion check (queues `combine_session` once when the session is complete)."""
+    return trigger_combine(bucket, session_id, app=producer(settings), settings=settings)

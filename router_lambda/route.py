@@ -1,0 +1,200 @@
+"""One decision per uploaded object: direct, queued, skipped (with the reason), failed, manifest, error.
+
+    not a chunk or manifest, zero bytes, bad key  -> skipped (reason)      never retried: a poison event
+    chunk whose transcript exists                 -> skipped               duplicate event, own retry
+    chunk, server ready, /transcribe-s3 200       -> direct                the server stored it and ran
+                                                                           the session-completion check
+    chunk, server says the audio is bad (4xx)     -> failed                failed/<id>/chunks/<n>.json,
+                                                                           not queued; completion check
+    chunk, anything else (busy, down, 5xx x N)    -> queued                tasks.transcribe_chunk on SQS
+    manifest                                      -> manifest              the session-completion check
+    the router could not queue or check           -> error                 the invocation fails, so
+                                                                           EventBridge retries the event
+
+Every path is idempotent (a transcript is written once, the task id is the upload's), so a retried
+event is safe. Nothing here raises: errors become `error` decisions and the handler decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TextIO
+
+from router_lambda import apikey, direct, publish
+from router_lambda.direct import Deadline, DirectResult
+from router_lambda.emf import emf_record, emit
+from router_lambda.events import ObjectCreated, Parsed, Unusable, parse_event
+from transcription import layout, storage
+from transcription.errors import InvalidKeyError, PermanentError, TranscriptionError
+from transcription.settings import Settings
+from transcription.transcript import FailedChunk
+
+log = logging.getLogger(__name__)
+
+Action = Literal["direct", "queued", "skipped", "failed", "manifest", "error"]
+
+
+@dataclass
+class Decision:
+    """What the router did with one object, and why (one JSON log line)."""
+
+    decision: Action
+    reason: str
+    bucket: str | None = None
+    key: str | None = None
+    source: str | None = None
+    size: int | None = None
+    etag: str | None = None
+    session_id: str | None = None
+    chunk_index: int | None = None
+    task_id: str | None = None
+    attempts: int = 0
+    ms: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+
+
+def route_event(event: Any, settings: Settings, deadline: Deadline | None = None, *,
+                request_id: str | None = None, stream: TextIO | None = None) -> list[Decision]:
+    """Decide for every object in the event, logging one EMF line per decision."""
+    deadline = deadline or Deadline()
+    decisions = []
+    for parsed in parse_event(event):
+        d = route(parsed, settings, deadline)
+        emit(emf_record(_properties(d, request_id), _metrics(d)), stream)
+        decisions.append(d)
+    return decisions
+
+
+def route(parsed: Parsed, settings: Settings, deadline: Deadline | None = None) -> Decision:
+    started = time.perf_counter()
+    try:
+        d = _route(parsed, settings, deadline or Deadline())
+    except Exception as e:  # a bug must not lose the event: fail the invocation, EventBridge retries
+        log.exception("router internal error")
+        d = Decision("error", f"internal error: {type(e).__name__}: {e}"[:500],
+                     **{k: getattr(parsed, k, None) for k in ("bucket", "key", "source")})
+    d.ms = round((time.perf_counter() - started) * 1000, 3)
+    return d
+
+
+def _route(p: Parsed, s: Settings, deadline: Deadline) -> Decision:
+    if isinstance(p, Unusable):
+        return Decision("skipped", p.reason, bucket=p.bucket, key=p.key, source=p.source)
+    base: dict[str, Any] = {"bucket": p.bucket, "key": p.key, "source": p.source, "size": p.size, "etag": p.etag}
+    kind, what = layout.classify_key(p.key)
+    if kind is None:
+        return Decision("skipped", what, **base)
+    try:
+        layout.parse_s3_uri(f"s3://{p.bucket}/{p.key}")
+    except InvalidKeyError as e:
+        return Decision("skipped", e.reason, **base)
+    base["session_id"] = what
+    if kind == "manifest":
+        return _manifest(p, s, base)
+    if p.size == 0:
+        return Decision("skipped", "zero-byte object", **base)
+    chunk = layout.parse_chunk_key(p.key)
+    base["chunk_index"] = chunk.index
+    try:
+        if storage.exists(p.bucket, chunk.transcript_key, settings=s):
+            return Decision("skipped", "transcript exists", **base)
+    except TranscriptionError as e:  # the server and the worker check again before transcribing
+        log.warning("transcript check failed for %s: %s", p.key, e.reason)
+    if deadline.budget_s() < direct.MIN_ATTEMPT_S:
+        ready, why = False, "no time left in this invocation for the direct path"
+    else:
+        ready, why = direct.probe(s, deadline)
+    attempts = 0
+    if ready:
+        result = _direct(p, s, deadline)
+        attempts = result.attempts
+        if result.outcome == "transcribed":
+            t = result.transcript
+            return Decision("direct", "transcribed by the server", attempts=attempts, **base, detail={
+                "written": result.written, "language": t.get("language"), "duration": t.get("duration")})
+        if result.outcome == "rejected":
+            failed = _record_failed(p, chunk, result, s, base)
+            if failed is not None:
+                return failed
+            why = f"the server rejected the chunk ({result.reason}) but its failed record could not be written"
+        else:
+            why = result.reason
+    return _queue(p, s, base, why, attempts)
+
+
+def _direct(p: ObjectCreated, s: Settings, deadline: Deadline) -> DirectResult:
+    try:
+        key = apikey.api_key(s)
+    except TranscriptionError as e:
+        return DirectResult("unavailable", e.reason)
+    return direct.transcribe_s3(p.bucket, p.key, s, key, deadline)
+
+
+def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResult, s: Settings,
+                   base: dict[str, Any]) -> Decision | None:
+    """A final 4xx: write `failed/<id>/chunks/<n>.json` and run the completion check; None if unwritable."""
+    record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
+                         error=result.error_kind or "rejected", reason=f"HTTP {result.status}: {result.reason}",
+                         attempts=max(1, result.attempts))
+    try:
+        storage.put_json(p.bucket, chunk.failed_key, record.model_dump_json().encode(), settings=s)
+    except TranscriptionError as e:
+        log.warning("failed record not written for %s: %s", p.key, e.reason)
+        return None
+    detail: dict[str, Any] = {"failed_key": chunk.failed_key, "status": result.status}
+    try:
+        detail["combine_queued"] = publish.check_session(p.bucket, chunk.session_id, s)
+    except Exception as e:  # the record is written; beat's sweeper catches up on the check
+        detail["completion_check_error"] = f"{type(e).__name__}: {e}"[:300]
+    return Decision("failed", f"{record.error}: {result.reason}", attempts=result.attempts, detail=detail, **base)
+
+
+def _queue(p: ObjectCreated, s: Settings, base: dict[str, Any], why: str, attempts: int) -> Decision:
+    try:
+        task_id = publish.enqueue(p.bucket, p.key, p.etag, s)
+    except Exception as e:
+        return Decision("error", f"could not queue the chunk ({why}): {type(e).__name__}: {e}"[:800],
+                        attempts=attempts, **base)
+    return Decision("queued", why, task_id=task_id, attempts=attempts, **base)
+
+
+def _manifest(p: ObjectCreated, s: Settings, base: dict[str, Any]) -> Decision:
+    try:
+        queued = publish.check_session(p.bucket, base["session_id"], s)
+    except PermanentError as e:
+        return Decision("skipped", f"completion check: {e.reason}", **base)
+    except Exception as e:  # S3 or the queue failed: retry the event rather than lose the combine
+        return Decision("error", f"completion check failed: {type(e).__name__}: {e}"[:800], **base)
+    return Decision("manifest", "combine queued" if queued else "session not complete, or its combine is done or "
+                    "already queued", detail={"combine_queued": queued}, **base)
+
+
+def _properties(d: Decision, request_id: str | None) -> dict[str, Any]:
+    props = {"event": "router_decision", **d.as_dict()}
+    if request_id:
+        props["request_id"] = request_id
+    return props
+
+
+def _metrics(d: Decision) -> dict[str, float]:
+    metrics = {"Records": 1.0, "DecisionMs": d.ms}
+    if d.attempts:
+        metrics["DirectAttempts"] = float(d.attempts)
+    return metrics
+
+
+def counts(decisions: list[Decision]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in decisions:
+        out[d.decision] = out.get(d.decision, 0) + 1
+    return out
+
+
+def errors(decisions: list[Decision]) -> Iterator[Decision]:
+    return (d for d in decisions if d.decision == "error")
