@@ -73,3 +73,13 @@ def test_worker_fleet_scales_from_zero(template) -> None:
     stmts = _statements(template, "WorkerRole")
     stop = next(s for s in stmts if "ec2:StopInstances" in _actions(s))
     assert stop["Condition"]["StringEquals"]["aws:ResourceTag/stt-router-role"] == "gpu-worker"
+
+
+def test_beat_can_run_its_control_queue_and_start_only_fleet_instances(template) -> None:
+    stmts = _statements(template, "BeatPolicy")
+    control = next(s for s in stmts if s["Resource"] == {"Fn::GetAtt": ["ControlQueue", "Arn"]})
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(_actions(control))
+    start = next(s for s in stmts if "ec2:StartInstances" in _actions(s))
+    assert start["Condition"]["StringEquals"]["aws:ResourceTag/stt-router-role"] == "gpu-worker"
+    scale = next(s for s in stmts if "autoscaling:SetDesiredCapacity" in _actions(s))
+    assert "autoScalingGroupName/" in str(scale["Resource"])
