@@ -206,6 +206,12 @@ def build_session_transcript(bucket: str, session_id: str, *,
     transcript = combine_chunks(session_id, parts, status.manifest)
     # The one place for steps on the combined transcript (e.g. boundary repair, which reads the
     # chunk audio from `status.uploaded`): each takes and returns a SessionTranscript.
+    if s.boundary_repair:  # BOUNDARY_REPAIR: re-transcribe a window around each cut (transcription/repair.py)
+        from transcription.options import TranscribeOptions
+        from transcription.repair import repair_from_s3
+
+        options = status.manifest.apply(TranscribeOptions()) if status.manifest else None
+        transcript = repair_from_s3(bucket, transcript, options, keys=status.uploaded, settings=s)
     return transcript
 
 
