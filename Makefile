@@ -1,5 +1,5 @@
 # The README's commands. Each target installs what it needs first (scripts/setup.sh).
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench lambda
 
 setup:
 	@scripts/setup.sh
@@ -16,9 +16,14 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 
+# the router Lambda's deployment zip (see the README's Deployment section)
+lambda: setup
+	.venv/bin/stt-router build-lambda --output build/router-lambda.zip
+
 bench: setup
 	.venv/bin/python bench/engine.py
 	.venv/bin/python bench/queue.py
 	.venv/bin/python bench/server.py
 	.venv/bin/python bench/cost.py
+	.venv/bin/python bench/router.py
 	.venv/bin/python bench/chunks_per_worker.py

@@ -133,7 +133,10 @@ def _direct(p: ObjectCreated, s: Settings, deadline: Deadline) -> DirectResult:
         key = apikey.api_key(s)
     except TranscriptionError as e:
         return DirectResult("unavailable", e.reason)
-    return direct.transcribe_s3(p.bucket, p.key, s, key, deadline)
+    result = direct.transcribe_s3(p.bucket, p.key, s, key, deadline)
+    if result.status in (401, 403):  # perhaps a rotated secret: read it again for the next event
+        apikey.forget()
+    return result
 
 
 def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResult, s: Settings,

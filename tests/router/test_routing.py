@@ -295,16 +295,27 @@ def test_bad_audio_is_recorded_failed_not_queued_and_completes_the_session(stack
     assert [m["task"] for m in queued(stack, quiet_queue)] == ["tasks.combine_session"]
 
 
-def test_a_wrong_api_key_queues_rather_than_failing_the_chunk(stack, env, quiet_queue, speech_files) -> None:
-    env.setenv("API_KEY", "not-the-key")
-    session = unique("badkey")
-    key = f"sessions/{session}/chunks/0.wav"
-    event = upload(stack, key, speech_files[0].read_bytes())
-    d = only(handler(event, context()))
-    assert d["decision"] == "queued" and "HTTP 401" in d["reason"] and d["attempts"] == 1, d
-    assert [(m["task"], m["id"]) for m in queued(stack, quiet_queue)] == [
-        ("tasks.transcribe_chunk", chunk_task_id(stack.bucket, key, event["detail"]["object"]["eTag"]))]
-    assert not storage.exists(stack.bucket, layout.failed_key(session, 0), settings=stack.settings)
+def test_a_wrong_api_key_queues_and_a_rotated_secret_is_read_again(stack, moto, quiet_queue, speech_files) -> None:
+    """A 401 is the router's configuration, not the chunk's fault: queue it (the worker needs no key), and
+    forget the cached key so the next event reads the secret again."""
+    sm, arn = moto.client("secretsmanager"), stack.env["API_KEY_SECRET_ARN"]
+    sm.put_secret_value(SecretId=arn, SecretString="not-the-key")
+    apikey.forget()
+    try:
+        session = unique("badkey")
+        key = f"sessions/{session}/chunks/0.wav"
+        event = upload(stack, key, speech_files[0].read_bytes())
+        d = only(handler(event, context()))
+        assert d["decision"] == "queued" and "HTTP 401" in d["reason"] and d["attempts"] == 1, d
+        assert [(m["task"], m["id"]) for m in queued(stack, quiet_queue)] == [
+            ("tasks.transcribe_chunk", chunk_task_id(stack.bucket, key, event["detail"]["object"]["eTag"]))]
+        assert not storage.exists(stack.bucket, layout.failed_key(session, 0), settings=stack.settings)
+        sm.put_secret_value(SecretId=arn, SecretString=API_KEY)  # the key fixed; the router reads it again
+        d = only(handler(event, context()))
+        assert d["decision"] == "direct", d
+    finally:
+        sm.put_secret_value(SecretId=arn, SecretString=API_KEY)
+        apikey.forget()
 
 
 def test_no_time_left_in_the_invocation_queues_at_once(stack, quiet_queue, speech_files) -> None:
