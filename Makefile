@@ -27,3 +27,4 @@ bench: setup
 	.venv/bin/python bench/cost.py
 	.venv/bin/python bench/router.py
 	.venv/bin/python bench/chunks_per_worker.py
+	.venv/bin/python bench/boundaries.py
