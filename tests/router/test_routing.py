@@ -203,17 +203,23 @@ def test_server_up_goes_direct_and_a_duplicate_event_is_skipped(stack, sentences
 
 
 def test_own_outputs_never_reach_the_router_and_are_ignored_if_they_do(stack, speech_files) -> None:
-    """The server wrote transcripts/ in the test before: S3 emitted events for them (the catch-all rule
-    saw them), the sessions/ rule did not deliver them, and the handler skips them if they come anyway."""
+    """S3 emits events for the transcript the server writes (the catch-all rule sees them); the
+    sessions/ rule does not deliver them, and the handler skips them if they come anyway."""
+    session = unique("outputs")
+    d = only(handler(upload(stack, f"sessions/{session}/chunks/0.wav", speech_files[2].read_bytes()), context()))
+    assert d["decision"] == "direct", d
+    output = layout.chunk_transcript_key(session, 0)
+
+    def emitted() -> bool:
+        stack.everything.poll()
+        return bool(stack.everything.by_key.get(output))
+
+    wait_for(emitted, 30, interval=0, what=f"S3's event for {output}")
     stack.events.drain()
-    stack.everything.drain()
-    output_keys = [k for k in stack.everything.by_key if k.startswith("transcripts/")]
-    assert output_keys, "S3 emitted no event for the transcript the server wrote"
     assert not [k for k in stack.events.by_key if not k.startswith("sessions/")]
     before = len(stack.proxy.seen())
-    for key in output_keys:
-        d = only(handler(stack.everything.take(key), context()))
-        assert d["decision"] == "skipped" and d["reason"] == "outside sessions/", d
+    d = only(handler(stack.everything.take(output), context()))
+    assert d["decision"] == "skipped" and d["reason"] == "outside sessions/", d
     assert len(stack.proxy.seen()) == before  # no probe, no call
 
 
