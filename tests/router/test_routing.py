@@ -420,7 +420,9 @@ def test_router_local_routes_what_s3_emits(stack, sentences, speech_files) -> No
                  180, what=f"the session transcript ({proc.log_path})")
         decisions = {d["key"]: d for d in (json.loads(x) for x in proc.output().splitlines() if x.startswith("{"))}
         assert decisions[key]["decision"] == "direct", decisions
+        # the manifest came first (session not complete yet): the server's own completion check combined it
         assert decisions[layout.manifest_key(session)]["decision"] == "manifest"
+        assert decisions[layout.manifest_key(session)]["detail"]["combine_queued"] is False
         t = sessions.stored_session_transcript(stack.bucket, session, settings=stack.settings)
         assert word_error_rate(sentences[3], t.text) < 0.35
     finally:
