@@ -28,3 +28,5 @@ bench: setup
 	.venv/bin/python bench/router.py
 	.venv/bin/python bench/chunks_per_worker.py
 	.venv/bin/python bench/boundaries.py
+	.venv/bin/python bench/system.py
+	.venv/bin/python bench/summary.py

@@ -1,0 +1,127 @@
+"""Collect bench/results/*.json into bench/results/README.md: one table per benchmark, and the machine.
+
+    python bench/summary.py
+
+Run last by `make bench`; each section says which command produced it and when.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
+
+from bench.common import RESULTS
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    def cell(v: object) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def engine(d: dict) -> str:
+    return table(["engine", "real-time factor (x)", "word error rate", "model load s"],
+                 [[k, v["rtf_x"], v["wer"], v.get("load_s", "")] for k, v in d["engines"].items()])
+
+
+def system(d: dict) -> str:
+    rows = []
+    for name, r in d["engines"].items():
+        rows.append([name, "raw engine", r["raw"]["rtf_x"], 1.0, "", "", r["raw"]["wer"]])
+        rows.append([name, "direct (router -> server)", r["direct"]["rtf_x"], r["direct"]["throughput_ratio"],
+                     r["direct"]["added_ms_p50"], r["direct"]["added_ms_p95"], r["direct"]["wer"]])
+        rows.append([name, "queued (SQS -> worker)", r["queued"]["rtf_x"], r["queued"]["throughput_ratio"], "", "",
+                     r["queued"]["wer"]])
+    return table(["engine", "path", "real-time factor (x)", "throughput / raw", "added ms p50", "added ms p95",
+                  "WER"], rows)
+
+
+def queue(d: dict) -> str:
+    return table(["chunks", "throughput_ratio", "engine_share", "overhead_ms_p50", "overhead_ms_p95"],
+                 [[d["chunks"], d["throughput_ratio"], d["engine_share"], d["overhead_ms_p50"],
+                   d["overhead_ms_p95"]]])
+
+
+def server(d: dict) -> str:
+    return table(["added_ms_p50", "added_ms_p95", "health_ms_p99_busy"],
+                 [[d["added_ms_p50"], d["added_ms_p95"], d["health_ms_p99_busy"]]])
+
+
+def router(d: dict) -> str:
+    return table(["cold_import_ms", "decision_ms_p50", "decision_ms_p99"],
+                 [[d["cold_import_ms"], d["decision_ms_p50"], d["decision_ms_p99"]]])
+
+
+def cost(d: dict) -> str:
+    rows = [[name, p["gpu_hours"], p["usd"], p["latency_p50_s"], p["latency_p95_s"], p.get("latency_max_s", "")]
+            for name, p in d["policies"].items()]
+    return (table(["policy", "GPU hours", "USD per day", "latency p50 s", "latency p95 s", "latency max s"], rows)
+            + f"\n\nPhysical minimum: {d['minimum_gpu_hours']} GPU hours. Plot: `cost.png`.")
+
+
+def boundaries(d: dict) -> str:
+    cuts = {k: v for k, v in d.items() if k.replace(".", "").isdigit()}
+    return table(["cut s", "whole WER", "naive WER", "repaired WER", "extra audio %"],
+                 [[k, v["whole_wer"], v["naive_wer"], v["repaired_wer"], v["extra_audio_pct"]]
+                  for k, v in sorted(cuts.items(), key=lambda kv: float(kv[0]))])
+
+
+def chaos(d: dict) -> str:
+    return table(["sent", "transcribed", "failed", "lost", "duplicate_outputs", "sessions_expected",
+                  "sessions_combined", "worst_latency_s"],
+                 [[d["sent"], d["transcribed"], len(d["failed"]) if isinstance(d["failed"], list | dict)
+                   else d["failed"], d["lost"], d["duplicate_outputs"], d["sessions_expected"],
+                   d["sessions_combined"], d["worst_latency_s"]]])
+
+
+def chunks_per_worker(d: dict) -> str:
+    return "```json\n" + json.dumps({k: v for k, v in d.items() if k != "machine"}, indent=1)[:1500] + "\n```"
+
+
+SECTIONS: list[tuple[str, str, str, Callable[[dict], str]]] = [
+    ("engine", "Engines", "python bench/engine.py", engine),
+    ("system", "Full system against the raw engine", "python bench/system.py", system),
+    ("queue", "Queued path", "python bench/queue.py", queue),
+    ("server", "Server overhead", "python bench/server.py", server),
+    ("router", "Router", "python bench/router.py", router),
+    ("boundaries", "Boundary repair", "python bench/boundaries.py", boundaries),
+    ("cost", "Cost model (one simulated day)", "python bench/cost.py", cost),
+    ("chunks_per_worker", "Queue-depth scaling: chunks per worker", "python bench/chunks_per_worker.py",
+     chunks_per_worker),
+    ("chaos", "Fault injection", "python bench/chaos.py", chaos),
+]
+
+
+def main() -> None:
+    parts = ["# Benchmark results", "",
+             "Written by `python bench/summary.py` (the last step of `make bench`) from the JSON files here.", ""]
+    machines = set()
+    for name, title, command, render in SECTIONS:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            parts += [f"## {title}", "", f"Not run yet: `{command}`.", ""]
+            continue
+        data = json.loads(path.read_text())
+        m = data.get("machine", {})
+        machines.add(f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, "
+                     f"GPU: {m.get('gpu') or 'none'}, Python {m.get('python')}")
+        try:
+            body = render(data)
+        except (KeyError, TypeError) as e:
+            body = f"(could not read {path.name}: {type(e).__name__} {e})"
+        parts += [f"## {title}", "", f"`{command}`, {m.get('date', 'date unknown')}", "", body, ""]
+    parts[4:4] = ["Machine: " + "; ".join(sorted(machines)), ""]
+    out = RESULTS / "README.md"
+    out.write_text("\n".join(parts))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
