@@ -49,7 +49,7 @@ def test_router_role_is_least_privilege(template) -> None:
     gets = [str(s["Resource"]) for s in stmts if "s3:GetObject" in _actions(s)]
     assert all("/sessions/*" in g or "/transcripts/*" in g for g in gets)
     listing = next(s for s in stmts if "s3:ListBucket" in _actions(s))
-    assert "Condition" in listing  # listing limited to the layout's prefixes
+    assert listing["Resource"] == {"Fn::GetAtt": ["TranscriptBucket", "Arn"]}  # this bucket only
 
 
 def test_queue_has_a_dead_letter_queue_and_a_long_visibility_timeout(template) -> None:
