@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.celery_app import celery_config, chunk_task_id, is_sqs
-from tasks.enqueue import enqueue_chunk, trigger_combine
+from tasks.celery_app import TRANSCRIBE_TASK, celery_config, chunk_task_id, is_sqs
+from tasks.enqueue import enqueue_chunk, send_dead_letter, trigger_combine
 from transcription.settings import Settings
 
 SQS_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 10, "retries": {"mode": "standard", "max_attempts": 3}}
@@ -54,6 +54,16 @@ def enqueue(bucket: str, key: str, etag: str | None, settings: Settings) -> str:
     """Queue `tasks.transcribe_chunk` with the upload's deterministic task id; raises if it cannot."""
     return enqueue_chunk(bucket, key, task_id=chunk_task_id(bucket, key, etag), app=producer(settings),
                          settings=settings)
+
+
+def dead_letter(bucket: str, key: str, etag: str | None, *, error: str, reason: str, attempts: int,
+                settings: Settings) -> str:
+    """Dead-letter a chunk the server refused as bad input, as the worker does for a queued one, so that
+    `stt-router dlq list` shows every failed chunk and `dlq replay` can retry it once it is fixed."""
+    task_id = chunk_task_id(bucket, key, etag)
+    send_dead_letter(TRANSCRIBE_TASK, [bucket, key], error=error, reason=reason, attempts=attempts, task_id=task_id,
+                     app=producer(settings), settings=settings)
+    return task_id
 
 
 def check_session(bucket: str, session_id: str, settings: Settings) -> bool:

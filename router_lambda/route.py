@@ -27,7 +27,7 @@ from router_lambda import apikey, direct, publish
 from router_lambda.direct import Deadline, DirectResult
 from router_lambda.emf import emf_record, emit
 from router_lambda.events import ObjectCreated, Parsed, Unusable, parse_event
-from transcription import layout, storage
+from transcription import layout, sessions, storage
 from transcription.errors import InvalidKeyError, PermanentError, TranscriptionError
 from transcription.settings import Settings
 from transcription.transcript import FailedChunk
@@ -145,12 +145,25 @@ def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResul
     record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
                          error=result.error_kind or "rejected", reason=f"HTTP {result.status}: {result.reason}",
                          attempts=max(1, result.attempts))
+    body = record.model_dump_json().encode()
     try:
-        storage.put_json(p.bucket, chunk.failed_key, record.model_dump_json().encode(), settings=s)
+        # the first record of this upload's failure is written once (duplicate events race here);
+        # a stale record (the chunk was re-uploaded and failed again) is replaced
+        first = storage.put_json(p.bucket, chunk.failed_key, body, if_absent=True, settings=s)
+        if not first and not sessions.failed_record_is_current(p.bucket, chunk, settings=s):
+            first = storage.put_json(p.bucket, chunk.failed_key, body, settings=s)
     except TranscriptionError as e:
         log.warning("failed record not written for %s: %s", p.key, e.reason)
         return None
     detail: dict[str, Any] = {"failed_key": chunk.failed_key, "status": result.status}
+    if first:  # one dead letter per failed upload, like a queued chunk's, for `dlq list` and `dlq replay`
+        try:
+            detail["dead_letter"] = publish.dead_letter(p.bucket, p.key, p.etag, error=record.error,
+                                                        reason=record.reason, attempts=record.attempts, settings=s)
+        except Exception as e:  # the failed record says why; `sessions status` shows it
+            detail["dead_letter_error"] = f"{type(e).__name__}: {e}"[:300]
+    else:
+        detail["duplicate"] = True  # this upload's failure was recorded by an earlier event
     try:
         detail["combine_queued"] = publish.check_session(p.bucket, chunk.session_id, s)
     except Exception as e:  # the record is written; beat's sweeper catches up on the check

@@ -145,20 +145,10 @@ def _dead_letter(bucket: str, key: str, error: str, reason: str, attempts: int, 
 
 
 def _failed_is_current(bucket: str, chunk: layout.ChunkKey, s: Settings) -> bool:
-    """A failed record newer than the audio: this exact upload already failed (a duplicate delivery).
+    """This exact upload already failed (a duplicate delivery); a re-uploaded chunk is newer and runs."""
+    from transcription.sessions import failed_record_is_current
 
-    A re-uploaded (fixed) chunk is newer than its failed record and is transcribed again.
-    """
-    from transcription.sessions import read_failed_record
-
-    record = read_failed_record(bucket, chunk.session_id, chunk.index, settings=s)
-    if record is None:
-        return False
-    try:
-        modified = storage.s3_client(s).head_object(Bucket=bucket, Key=chunk.key)["LastModified"]
-    except Exception:  # gone or unreadable: the transcription attempt will say which, with a reason
-        return False
-    return record.created_at >= modified
+    return failed_record_is_current(bucket, chunk, settings=s)
 
 
 _redrive_limit: dict[str, int | None] = {}

@@ -149,6 +149,22 @@ def read_failed_record(bucket: str, session_id: str, index: int, *,
         return None
 
 
+def failed_record_is_current(bucket: str, chunk: layout.ChunkKey, *, settings: Settings | None = None) -> bool:
+    """A failed record newer than the chunk's audio: this exact upload already failed.
+
+    Tells a duplicate delivery or event of a bad upload (nothing to do: no second dead letter) from
+    a re-uploaded chunk, which is newer than its failed record and is tried again.
+    """
+    record = read_failed_record(bucket, chunk.session_id, chunk.index, settings=settings)
+    if record is None:
+        return False
+    try:
+        modified = storage.s3_client(settings).head_object(Bucket=bucket, Key=chunk.key)["LastModified"]
+    except Exception:  # gone or unreadable: whoever tries it next says which, with a reason
+        return False
+    return record.created_at >= modified
+
+
 def stored_session_transcript(bucket: str, session_id: str, *,
                               settings: Settings | None = None) -> SessionTranscript | None:
     try:

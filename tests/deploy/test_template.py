@@ -47,7 +47,9 @@ def test_router_role_is_least_privilege(template) -> None:
     puts = [s for s in stmts if "s3:PutObject" in _actions(s)]
     assert len(puts) == 1 and str(puts[0]["Resource"]).count("/failed/*") == 1  # writes failed/ only
     gets = [str(s["Resource"]) for s in stmts if "s3:GetObject" in _actions(s)]
-    assert all("/sessions/*" in g or "/transcripts/*" in g for g in gets)
+    assert all("/sessions/*" in g or "/transcripts/*" in g or "/failed/*" in g for g in gets)
+    sends = next(s for s in stmts if "sqs:SendMessage" in _actions(s))["Resource"]  # transcribe and its DLQ only
+    assert sorted(r["Fn::GetAtt"][0] for r in sends) == ["TranscribeDeadLetterQueue", "TranscribeQueue"]
     listing = next(s for s in stmts if "s3:ListBucket" in _actions(s))
     assert listing["Resource"] == {"Fn::GetAtt": ["TranscriptBucket", "Arn"]}  # this bucket only
 
