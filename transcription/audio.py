@@ -106,7 +106,7 @@ def decode_audio(
                 if limit is not None and n > limit:
                     raise AudioError(f"audio is longer than the maximum of {max_seconds:.0f} s")
                 if deadline is not None and time.monotonic() > deadline:
-                    raise AudioError(f"decoding took longer than {timeout_s:.0f} s")
+                    raise AudioError(f"decoding took longer than {timeout_s:g} s")
             for out in resampler.resample(None):
                 pieces.append(out.to_ndarray().reshape(-1))
     except AudioError:

@@ -15,6 +15,7 @@ from pathlib import Path
 from transcription import layout, storage
 from transcription.audio import Audio, decode_audio
 from transcription.engines import Engine, get_engine
+from transcription.errors import InvalidKeyError
 from transcription.manifest import load_manifest
 from transcription.options import TranscribeOptions, check_language
 from transcription.settings import Settings, get_settings
@@ -94,14 +95,18 @@ def transcribe_s3_chunk(
     """
     s = settings or get_settings()
     options = options or TranscribeOptions()
+    if output is not None and output[1].startswith("sessions/"):  # the router would take it for an upload
+        raise InvalidKeyError("a transcript may not be written under sessions/ (the recorders' folder)")
     chunk: layout.ChunkKey | None = None
-    kind, _ = layout.classify_key(key)
+    kind, what = layout.classify_key(key)
     if kind == "chunk":
         chunk = layout.parse_chunk_key(key)
         out_bucket, out_key = output or (bucket, chunk.transcript_key)
         manifest = load_manifest(bucket, chunk.session_id, settings=s)
         if manifest is not None:
             options = manifest.apply(options)
+    elif key.startswith("sessions/"):  # a recorder's folder holds chunks and manifests, nothing else
+        raise InvalidKeyError(f"{what}: keys under sessions/ must be chunk keys (sessions/<id>/chunks/<index>.<ext>)")
     elif output is not None:
         out_bucket, out_key = output
     else:
