@@ -1,5 +1,5 @@
 # The README's commands. Each target installs what it needs first (scripts/setup.sh).
-.PHONY: setup demo test lint bench lambda
+.PHONY: setup demo test lint bench lambda chaos
 
 setup:
 	@scripts/setup.sh
@@ -30,3 +30,8 @@ bench: setup
 	.venv/bin/python bench/boundaries.py
 	.venv/bin/python bench/system.py
 	.venv/bin/python bench/summary.py
+
+# the fault-injection run (README "Reliability"): ~10 minutes at its default size; scale it down with e.g.
+# CHAOS_ARGS="--sessions 5 --chunks-per-session 4 --drain-sessions 1 --corrupt 2 --worker-kills 1 --redis-kills 1"
+chaos: setup
+	.venv/bin/python bench/chaos.py $(CHAOS_ARGS)
