@@ -62,7 +62,7 @@ def report(r: dict[str, Any]) -> None:
                      f"delivered again: {'/'.join(k['redelivered_as']) or 'no'} (started {k['starts']} times)"])
     for n, o in enumerate(f["redis_restarts"]["outages"], 1):
         rows.append(["3 Redis kill", f"#{n} down {o['down_s']} s", f"worker tasks after: {o['worker_tasks_after']}, "
-                     f"first after {o['first_chunk_after_s']} s"])
+                     f"first after {o['first_task_after_s']} s"])
     rows.append(["4 events twice", f"{dup['chunk_events_routed']} events for {dup['live_chunks']} chunks",
                  f"skipped (exists) {dup['skipped_transcript_exists']}, refused writes {dup['duplicate_write_refused']}"
                  f" chunk + {dup['session_write_refused']} session, {dup['chunks_run_more_than_once']} chunks run "

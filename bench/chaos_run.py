@@ -569,7 +569,7 @@ def _fault_redis(system: System, logs: dict[str, str], state: RunState) -> dict[
     for ev in system.redis_events:
         after = [t for t in done_times if t > ev.get("restarted_at", float("inf"))]
         outages.append({"down_s": ev.get("down_s"), "worker_tasks_after": len(after),
-                        "first_chunk_after_s": round(min(after) - ev["restarted_at"], 1) if after else None})
+                        "first_task_after_s": round(min(after) - ev["restarted_at"], 1) if after else None})
     return {"outages": outages, "worker_alive_at_end": system.alive("worker"),
             "beat_restarts": len(system.parts["beat"].starts) - 1,
             "worker_restarts": len(system.parts["worker"].starts) - 1,
