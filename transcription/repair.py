@@ -46,6 +46,7 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from transcription.audio import SAMPLE_RATE, Audio
+from transcription.context import Context
 from transcription.engines import Engine, get_engine
 from transcription.errors import ModelError, PermanentError
 from transcription.options import TranscribeOptions
@@ -59,8 +60,7 @@ AudioLoader = Callable[[ChunkEntry], Audio]
 MARGIN_FRACTION = 1 / 3  # of the window side: window words this close to its edges are not trusted
 WORD_TIME_TOLERANCE_S = 0.6  # an anchor's two words may differ this much in time (word timestamps)
 SEGMENT_TIME_TOLERANCE_S = 2.0  # ... and this much where times were spread over a segment
-CONTEXT_WORDS = 150  # words before the window given as its prompt (Whisper keeps the last 223 tokens)
-PROMPT_MAX_CHARS = 2000  # TranscribeOptions.prompt's limit; the session's own prompt always fits
+CONTEXT_WORDS = 150  # words before a window or piece offered as its context (the prompt keeps its end)
 MAX_SEGMENT_S = 30.0  # a rebuilt segment without a sentence end is split here
 NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
 _SENTENCE_END = re.compile(r"[.!?。！？]['\")\]]*$")
@@ -155,19 +155,57 @@ def repair_boundaries(
     opts = (options or TranscribeOptions()).model_copy(
         update={"word_timestamps": True, "language": (options.language if options else None) or session.language}
     )
-    tokens = _flatten(session.segments, session.language)
+    with_words = all(seg.words is not None for seg in session.segments if not seg.gap)
+    segments = list(session.segments)  # grows by the segments of regrouped pieces
+    tokens = _flatten(segments, session.language)
     touched: set[int] = set()
     cache: dict[int, Audio] = {}
     repaired = 0
+    regrouped: list[list[int]] = []
+    inside: set[int] = set()  # chunk indices whose boundary with the next chunk a piece covered
     anchored = 0
     extra_audio = 0.0
     skipped: list[dict[str, object]] = []
+    engine_error: list[str] = []
+
+    def get() -> Engine | None:
+        nonlocal engine
+        if engine is None and not engine_error:
+            try:
+                engine = get_engine(s)
+            except (ModelError, ImportError) as e:  # no model here: the naive transcript still stands
+                engine_error.append(f"engine unavailable: {getattr(e, 'reason', None) or e}")
+                log.error("boundary_repair_skipped session=%s reason=%s", session.session_id, engine_error[0])
+        return engine
+
+    # 1. runs of short chunks: transcribed again as one piece (cheaper than a window per boundary)
+    for run in _runs(session.chunks, float(s.boundary_regroup_below_s), float(s.boundary_regroup_span_s)):
+        for piece in _loaded(run, load_audio):
+            if get() is None:
+                break
+            first, last = piece[0][0], piece[-1][0]
+            start, end = first.offset, last.offset + last.duration
+            samples = np.concatenate([audio.samples for _, audio in piece])
+            try:
+                result = _transcribe(samples, opts.model_copy(update={"word_timestamps": with_words}),
+                                     _context_before(tokens, start), engine, s)
+            except PermanentError as e:  # the windows below still try each boundary
+                log.warning("regroup_skipped chunks=%s-%s reason=%s", first.index, last.index, e.reason)
+                continue
+            tokens = _replace_span(tokens, segments, touched, result.segments, start, end, session.language)
+            extra_audio += len(samples) / SAMPLE_RATE
+            regrouped.append([first.index, last.index])
+            inside.update(entry.index for entry, _ in piece[:-1])
+            repaired += len(piece) - 1
+
+    # 2. the other boundaries: a window spanning each
     boundaries = 0
-    entries = session.chunks
-    for a, b in itertools.pairwise(entries):
+    for a, b in itertools.pairwise(session.chunks):
         if a.status != "transcribed" or b.status != "transcribed":
             continue  # a failed or missing chunk's gap: nothing to join across
         boundaries += 1
+        if a.index in inside:
+            continue
         if a.duration <= 0 or b.duration <= 0:
             skipped.append({"after_chunk": a.index, "reason": "empty chunk"})
             continue
@@ -183,16 +221,11 @@ def repair_boundaries(
         n_b = min(len(audio_b.samples), round(min(window_s, b.duration) * SAMPLE_RATE))
         samples = np.concatenate([audio_a.samples[len(audio_a.samples) - n_a:], audio_b.samples[:n_b]])
         start = boundary - n_a / SAMPLE_RATE
-        if engine is None:
-            try:
-                engine = get_engine(s)
-            except (ModelError, ImportError) as e:  # no model here: the naive transcript still stands
-                reason = f"engine unavailable: {getattr(e, 'reason', None) or e}"
-                log.error("boundary_repair_skipped session=%s reason=%s", session.session_id, reason)
-                skipped.append({"after_chunk": a.index, "reason": reason})
-                break
+        if get() is None:
+            skipped.append({"after_chunk": a.index, "reason": engine_error[0]})
+            break
         try:
-            window = _transcribe_window(samples, _with_context(opts, options, tokens, start), engine, s)
+            window = _transcribe(samples, opts, _context_before(tokens, start), engine, s)
         except PermanentError as e:  # e.g. a language the model does not know: the chunks stand as they are
             log.warning("boundary_repair_skipped after_chunk=%s reason=%s", a.index, e.reason)
             skipped.append({"after_chunk": a.index, "reason": e.reason})
@@ -211,36 +244,91 @@ def repair_boundaries(
         tokens, n_anchored = spliced
         anchored += n_anchored
         repaired += 1
+    if engine_error and not any(r["reason"] == engine_error[0] for r in skipped):
+        skipped.append({"after_chunk": None, "reason": engine_error[0]})
     out = session.model_copy(deep=True)
     if repaired:
-        with_words = all(seg.words is not None for seg in session.segments if not seg.gap)
-        out.segments = _rebuild(session.segments, tokens, touched, with_words)
+        out.segments = _rebuild(segments, tokens, touched, with_words)
     out.repair = {
         "boundaries": boundaries,
         "boundaries_repaired": repaired,
         "boundaries_skipped": skipped,
         "seams_anchored": anchored,
         "window_s": window_s,
+        "regrouped": regrouped,  # [first, last] chunk indices of each run transcribed again as one piece
         "extra_audio_s": round(extra_audio, 3),
         "engine": engine.name if engine is not None else None,
     }
-    log.info("boundary_repair session=%s boundaries=%d repaired=%d extra_audio_s=%.1f",
-             session.session_id, boundaries, repaired, extra_audio)
+    log.info("boundary_repair session=%s boundaries=%d repaired=%d regrouped=%d extra_audio_s=%.1f",
+             session.session_id, boundaries, repaired, len(regrouped), extra_audio)
     return out
 
 
-def _with_context(opts: TranscribeOptions, session: TranscribeOptions | None, tokens: list[_Tok],
-                  start: float) -> TranscribeOptions:
-    """The window's prompt: the session's prompt, then the words just before the window.
+def _context_before(tokens: list[_Tok], start: float) -> Context:
+    """The words before `start`: what Whisper would have conditioned on over the whole session.
 
-    This is what Whisper does over a whole file (it conditions each 30 s window on the text before
-    it); a few seconds of audio without it lose the thread of the sentence.
+    A window or piece of a few seconds without them loses the thread of the sentence; the session's
+    own prompt goes first (`transcription/context.py`), and a prompted hallucination is dropped.
     """
-    own = (session.prompt if session else None) or ""
     before = [t for t in tokens if not t.fixed and t.mid < start][-CONTEXT_WORDS:]
-    budget = PROMPT_MAX_CHARS - len(own) - 1
-    context = "".join(t.text for t in before).strip()[-budget:] if budget > 0 else ""
-    return opts.model_copy(update={"prompt": f"{own} {context}".strip() or None})
+    return Context("".join(t.text for t in before).strip())
+
+
+def _runs(entries: list[ChunkEntry], below: float, span: float) -> list[list[ChunkEntry]]:
+    """Runs of two or more consecutive transcribed chunks each shorter than `below`, at most `span` s long."""
+    runs: list[list[ChunkEntry]] = [[]]
+    for e in entries:
+        if e.status == "transcribed" and 0 < e.duration < below:
+            if runs[-1] and sum(x.duration for x in runs[-1]) + e.duration > span:
+                runs.append([])
+            runs[-1].append(e)
+        elif runs[-1]:
+            runs.append([])
+    return [r for r in runs if len(r) > 1]
+
+
+def _loaded(run: list[ChunkEntry], load: AudioLoader) -> list[list[tuple[ChunkEntry, Audio]]]:
+    """The run's audio, split where a chunk's audio is gone or undecodable (its windows report it)."""
+    pieces: list[list[tuple[ChunkEntry, Audio]]] = [[]]
+    for e in run:
+        try:
+            pieces[-1].append((e, load(e)))
+        except PermanentError as err:
+            log.warning("regroup_split chunk=%s reason=%s", e.index, err.reason)
+            pieces.append([])
+    return [p for p in pieces if len(p) > 1]
+
+
+def _replace_span(tokens: list[_Tok], segments: list[Segment], touched: set[int], new: list[Segment],
+                  start: float, end: float, language: str | None) -> list[_Tok]:
+    """The words of the chunks in [start, end] replaced by a piece's (its segments appended to `segments`)."""
+    own = {i for i, seg in enumerate(segments)
+           if not seg.gap and start - 1e-6 <= (seg.start + seg.end) / 2 <= end + 1e-6}
+    touched.update(own)
+    base = len(segments)
+    segments.extend(_clamped(seg.shifted(start), start, end) for seg in new)
+    inserted = _flatten(segments[base:], language, base)
+    kept = [i for i, t in enumerate(tokens) if t.seg not in own]
+    at = next((k for k, i in enumerate(kept) if tokens[i].mid >= start), len(kept))
+    kept_tokens = [tokens[i] for i in kept]
+    return kept_tokens[:at] + inserted + kept_tokens[at:]
+
+
+def _clamped(seg: Segment, lo: float, hi: float) -> Segment:
+    def c(x: float) -> float:
+        return round(min(max(x, lo), hi), 3)
+
+    words = None if seg.words is None else [
+        w.model_copy(update={"start": c(w.start), "end": c(max(w.end, w.start))}) for w in seg.words]
+    return seg.model_copy(update={"start": c(seg.start), "end": c(max(seg.end, seg.start)), "words": words})
+
+
+def _transcribe(samples: np.ndarray, options: TranscribeOptions, context: Context, engine: Engine,
+                settings: Settings):
+    from transcription.chunk import transcribe_chunk
+
+    return transcribe_chunk(Audio(samples.astype(np.float32, copy=False), "wav"), options,
+                            engine=engine, settings=settings, context=context)
 
 
 def _cached(cache: dict[int, Audio], entry: ChunkEntry, load: AudioLoader) -> Audio:
@@ -250,13 +338,6 @@ def _cached(cache: dict[int, Audio], entry: ChunkEntry, load: AudioLoader) -> Au
             cache.pop(next(iter(cache)))
         cache[entry.index] = load(entry)
     return cache[entry.index]
-
-
-def _transcribe_window(samples: np.ndarray, options: TranscribeOptions, engine: Engine, settings: Settings):
-    from transcription.chunk import transcribe_chunk
-
-    return transcribe_chunk(Audio(samples.astype(np.float32, copy=False), "wav"), options,
-                            engine=engine, settings=settings)
 
 
 def _spaced(words: list[Word], language: str | None) -> list[str]:
@@ -271,11 +352,11 @@ def _spaced(words: list[Word], language: str | None) -> list[str]:
     return [" " + t for t in texts]
 
 
-def _flatten(segments: list[Segment], language: str | None) -> list[_Tok]:
+def _flatten(segments: list[Segment], language: str | None, base: int = 0) -> list[_Tok]:
     """The session's words in order; a segment without word timestamps spreads its time over its words."""
     tokens: list[_Tok] = []
     space = "" if language in NO_SPACE_LANGUAGES else " "
-    for i, seg in enumerate(segments):
+    for i, seg in enumerate(segments, start=base):
         if seg.gap:
             tokens.append(_Tok(seg.start, seg.end, seg.text, i, True, fixed=True))
         elif seg.words is not None:

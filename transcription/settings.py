@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # --- session transcripts ---------------------------------------------------------------
     boundary_repair: bool = True
     boundary_window_s: float = 3.0
+    # runs of chunks shorter than this are transcribed again as one piece when combined (0 = never)
+    boundary_regroup_below_s: float = Field(15.0, ge=0)
+    boundary_regroup_span_s: float = Field(600.0, gt=0)  # ... in pieces of at most this many seconds
+    chunk_context: bool = True  # prompt a session chunk with the end of the previous chunk's transcript
 
     # --- monitoring ------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None  # "user:password"; required by `stt-router flower`

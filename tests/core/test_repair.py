@@ -19,12 +19,13 @@ from tests.support.speech import normalize, speak
 from transcription.audio import SAMPLE_RATE, Audio
 from transcription.chunk import load_audio, transcribe_chunk
 from transcription.combine import combine_chunks
+from transcription.errors import AudioError
 from transcription.layout import parse_chunk_key
 from transcription.manifest import Manifest
 from transcription.options import TranscribeOptions
 from transcription.repair import repair_boundaries
 from transcription.settings import get_settings
-from transcription.transcript import FailedChunk, SessionTranscript
+from transcription.transcript import ChunkTranscript, FailedChunk, Segment, SessionTranscript
 
 # Whisper base writes this text back exactly when it hears it whole; the number comes back "4,217".
 TEXT = ("Please remember to bring the folder to the meeting this afternoon. "
@@ -99,11 +100,22 @@ def text_audio(fw_engine) -> tuple[Audio, list[float]]:
     return audio, [round(start + 0.3 * (end - start), 2), round((n_start + n_end) / 2, 2)]
 
 
-@pytest.mark.parametrize("chunk_words", [False, True], ids=["segment-times", "word-times"])
-def test_cuts_inside_a_word_and_a_number_are_repaired(fw_engine, settings, text_audio, chunk_words) -> None:
-    """Chunk transcripts with segment times only (what the server and worker store) and with words."""
+@pytest.mark.parametrize(("chunk_words", "mode"), [(False, "windows"), (True, "windows"), (False, "regrouped"),
+                                                   (True, "joint")],
+                         ids=["segment-times-windows", "word-times-windows", "regrouped", "word-times-joint"])
+def test_cuts_inside_a_word_and_a_number_are_repaired(fw_engine, settings, text_audio, chunk_words, mode) -> None:
+    """Chunk transcripts with segment times only (what the server and worker store) and with words.
+
+    `windows`: a window at each cut. `regrouped`: the short chunks transcribed again as one piece.
+    `joint`: a piece too short for the whole run (a long session), so the cut after it gets a window.
+    """
     audio, cuts = text_audio
     pieces = cut(audio, cuts)
+    settings = settings.model_copy(update={
+        "windows": {"boundary_regroup_below_s": 0.0},
+        "regrouped": {"boundary_regroup_below_s": 15.0},
+        "joint": {"boundary_regroup_below_s": 15.0, "boundary_regroup_span_s": cuts[1] + 0.05},
+    }[mode])
     naive = session_of(pieces, fw_engine, EN.model_copy(update={"word_timestamps": chunk_words}))
     before = naive.model_copy(deep=True)
     assert words(naive.text) != words(TEXT)  # the cuts do damage: something to repair
@@ -115,8 +127,14 @@ def test_cuts_inside_a_word_and_a_number_are_repaired(fw_engine, settings, text_
     record = repaired.repair
     assert record["boundaries_repaired"] == 2 and record["boundaries_skipped"] == []
     assert record["window_s"] == settings.boundary_window_s
-    # each window: up to W seconds of each side of its cut
-    assert 0 < record["extra_audio_s"] <= 4 * settings.boundary_window_s + 0.01
+    window = 2 * settings.boundary_window_s
+    if mode == "windows":  # each window: up to W seconds of each side of its cut
+        assert record["regrouped"] == [] and 0 < record["extra_audio_s"] <= 2 * window + 0.01
+    elif mode == "regrouped":  # the whole run once, no windows
+        assert record["regrouped"] == [[0, 2]] and record["extra_audio_s"] == pytest.approx(audio.duration, abs=0.01)
+    else:  # chunks 0-1 as one piece, then a window at the cut into chunk 2
+        assert record["regrouped"] == [[0, 1]]
+        assert cuts[1] < record["extra_audio_s"] <= cuts[1] + window + 0.01
     assert sorted(set(loader.asked)) == [0, 1, 2]
     assert naive == before  # the input (and so the chunk transcripts) untouched
     assert repaired.chunks == naive.chunks and repaired.duration == naive.duration
@@ -147,6 +165,7 @@ def test_no_repair_across_a_failed_chunk(fw_engine, settings) -> None:
     repaired = repair_boundaries(naive, loader, EN, engine=fw_engine, settings=settings)
     assert repaired.partial and [c.status for c in repaired.chunks] == ["transcribed"] * 2 + ["failed", "transcribed"]
     assert repaired.repair["boundaries"] == 1 and repaired.repair["boundaries_repaired"] == 1
+    assert repaired.repair["regrouped"] == [[0, 1]]  # a run of short chunks ends at the gap
     assert sorted(set(loader.asked)) == [0, 1]  # the chunks beside the gap were never reopened
     gaps = [s for s in repaired.segments if s.gap]
     assert gaps == [s for s in naive.segments if s.gap] and len(gaps) == 1 and "chunk 2" in gaps[0].text
@@ -155,6 +174,34 @@ def test_no_repair_across_a_failed_chunk(fw_engine, settings) -> None:
     assert after and repaired.segments[-len(after):] == after
     assert words(" ".join(s.text for s in repaired.segments if s.end <= gaps[0].start)) == words(TEXT)
     assert_monotonic(repaired)
+
+
+class NoEngine:
+    """Stands in for the engine where none may be used (every chunk's audio is missing or alone)."""
+
+    name, model_name = "none", "none"
+
+    def transcribe(self, samples, options):
+        raise AssertionError("nothing should have been transcribed")
+
+
+def test_a_chunk_without_audio_splits_a_run_and_skips_only_its_boundaries(settings) -> None:
+    """Three short chunks, the middle one's audio gone: no piece of two, both boundaries skipped, reasons kept."""
+    parts = [ChunkTranscript(session_id="gone", chunk_index=i, source_key=f"sessions/gone/chunks/{i}.wav",
+                             duration=5.0, engine="faster-whisper", model="base",
+                             segments=[Segment(start=0.5, end=4.5, text=f"Sentence number {i}.")]) for i in range(3)]
+    naive = combine_chunks("gone", parts)
+
+    def load(entry) -> Audio:
+        if entry.index == 1:
+            raise AudioError("not audio")
+        return Audio(np.zeros(5 * SAMPLE_RATE, np.float32), "wav")
+
+    repaired = repair_boundaries(naive, load, EN, engine=NoEngine(), settings=settings)
+    assert repaired.repair["regrouped"] == [] and repaired.repair["boundaries_repaired"] == 0
+    assert repaired.repair["boundaries_skipped"] == [{"after_chunk": 0, "reason": "not audio"},
+                                                     {"after_chunk": 1, "reason": "not audio"}]
+    assert repaired.segments == naive.segments
 
 
 def test_build_session_transcript_repairs_from_s3(moto, bucket, fw_engine, text_audio, env) -> None:
