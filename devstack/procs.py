@@ -50,7 +50,8 @@ class Proc:
         return self.proc.poll() is None
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -76,6 +77,18 @@ class Proc:
         self._signal(signal.SIGKILL)  # pool children or helpers left in the group
         self._log.close()
         return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would."""
+        self._signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def died(self) -> StackError:
         return StackError(f"{self.name} exited with code {self.proc.returncode}; the end of {self.log_path}:\n"

@@ -3,11 +3,8 @@ managed subprocess in its own process group, with its output kept for failure me
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -16,6 +13,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import boto3
+
+from devstack.procs import Proc
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,58 +49,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-class ManagedProcess:
-    """A subprocess in its own process group; `stop()` ends the whole group; `output()` reads its log."""
+class ManagedProcess(Proc):
+    """The stack's process runner with test defaults: this process's environment plus `env`, and a
+    log file of its own under .cache/test-logs. `stop()` ends the whole group; `kill()` crashes it."""
 
     def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
                  log_dir: Path | None = None, cwd: Path = ROOT) -> None:
-        self.name = name
-        self.args = list(args)
         log_dir = log_dir or (ROOT / ".cache" / "test-logs")
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:8]}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.args, env={**os.environ, **(env or {})}, cwd=cwd, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM the group, then SIGKILL whatever is left after `timeout`."""
-        if self.alive():
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.proc.wait(5)
-        self.signal_group(signal.SIGKILL)  # stragglers (e.g. pool children) in the group
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the whole group at once, as a crash would."""
-        self.signal_group(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def __enter__(self) -> ManagedProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(f"{name}-{uuid.uuid4().hex[:8]}", args, {**os.environ, **(env or {})}, log_dir, cwd)
+        self.name = name
 
 
 class MotoServer(ManagedProcess):
