@@ -42,6 +42,7 @@ from bench.chaos_faults import (
 )
 from bench.chaos_system import RUN_TIMINGS, System, wait_until
 from bench.common import percentile
+from router_lambda.emf import decision_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RECEIVE_COUNT = int(RUN_TIMINGS["MAX_RECEIVE_COUNT"])
@@ -416,17 +417,6 @@ def _versions(s3: Any, bucket: str, prefix: str) -> Counter:
     return counts
 
 
-def _decisions(router_log: str) -> list[dict[str, Any]]:
-    out = []
-    for line in router_log.splitlines():
-        if line.startswith("{") and '"router_decision"' in line:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
-
-
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -481,7 +471,7 @@ def _collect(plan: Plan, state: RunState, system: System, proxy: RandomFaultProx
     sessions_combined = sum(1 for e in sessions.values() if e["combined"])
     combined_once = sum(1 for e in sessions.values() if e["json_versions"] == 1)
 
-    decisions = _decisions(logs["router"])
+    decisions = list(decision_lines(logs["router"]))
     dlq = _dead_letters(system)
     result = {
         "finished": finished,

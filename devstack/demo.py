@@ -94,14 +94,9 @@ class Demo:
         router = self.stack.procs.get("router")
         if router is None:
             raise StackError("the router loop is not running")
-        out = []
-        for line in router.output().splitlines():
-            if line.startswith("{") and '"router_decision"' in line:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
+        from router_lambda.emf import decision_lines
+
+        return list(decision_lines(router.output()))
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float, every_s: float = 5.0) -> Any:
         """Poll `check` until truthy, saying what is awaited every few seconds; fail after `timeout`."""

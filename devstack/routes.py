@@ -12,22 +12,10 @@ next to the server's and the worker's metrics:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-
-def decision_lines(text: str) -> Iterator[dict[str, Any]]:
-    """The EMF objects in a log (one JSON object per line; other lines are skipped)."""
-    for line in text.splitlines():
-        if not line.startswith("{") or '"_aws"' not in line:
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("decision"), str):
-            yield obj
+from router_lambda.emf import decision_lines
 
 
 def tally(text: str) -> dict[str, dict[str, float]]:

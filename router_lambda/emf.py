@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 NAMESPACE = "STTRouter"
@@ -53,3 +54,16 @@ def emit(record: dict[str, Any], stream: TextIO | None = None) -> str:
         out.write(line + "\n")
         out.flush()
     return line
+
+
+def decision_lines(text: str) -> Iterator[dict[str, Any]]:
+    """The decision records in a log written by `emit` (other lines are skipped)."""
+    for line in text.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get(DIMENSION), str):
+            yield obj
