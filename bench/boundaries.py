@@ -1,18 +1,26 @@
-"""Word errors at chunk boundaries: whole file vs naive concatenation vs boundary repair, in one run.
+"""Word errors at chunk boundaries: whole file vs chunks combined naively vs repaired, in one run.
 
-    python bench/boundaries.py [FILE...] [--cuts 5,10,30] [--window 3] [--chunk-words]
+    python bench/boundaries.py [FILE...] [--cuts 5,10,30] [--window 3] [--texts N] [--shuffled]
 
 Generated sessions are long texts spoken by espeak-ng (the text is the reference); each FILE is a
 real recording (the whole file transcribed at once is its reference). Every session is cut at fixed
-lengths regardless of words, each chunk is transcribed on its own (as the server and the worker do),
-the chunks are combined naively and with boundary repair, and both are compared with the reference
-using the same normalised word error rate the tests use. The extra compute of repair is given as
-extra audio seconds transcribed (windows) and as extra engine wall time, both in percent of the
-chunks' own transcription.
+lengths regardless of words and each chunk is transcribed on its own, as the server and the worker
+do: once with context carry-over (`CHUNK_CONTEXT`: each chunk prompted with the previous chunk's
+transcript, as on the direct path where chunks arrive in order) and once without (a queued chunk
+whose predecessor is not transcribed yet; `--shuffled` adds chunks arriving in a random order, each
+with the nearest earlier transcript that exists by then). The chunks are combined naively and with
+repair as shipped (runs of chunks shorter than `BOUNDARY_REGROUP_BELOW_S` transcribed again as one
+piece, a window at every other boundary), with windows only (regrouping off), and regrouped in short
+pieces (`--short-span`, to show the joints a session longer than `BOUNDARY_REGROUP_SPAN_S` gets).
+Every result is compared with the reference by the tests' normalised word error rate. The extra
+compute of repair is given as extra audio seconds transcribed and as extra engine wall time, both
+in percent of the chunks' own transcription.
 
 Writes bench/results/boundaries.json:
     {"<cut seconds>": {"whole_wer": ..., "naive_wer": ..., "repaired_wer": ..., "extra_audio_pct": ...,
-                       "extra_wall_pct": ..., "boundaries": ...},
+                       (the shipped defaults: chunks with context, repair with regrouping)
+                       "naive_nocontext_wer": ..., "repaired_nocontext_wer": ..., "repaired_windows_wer": ...,
+                       "windows_extra_audio_pct": ..., "windows_extra_wall_pct": ..., ...},
      "recordings": {"<file>": {"<cut seconds>": {...}}}, "sessions": [...], "window_s": ..., "machine": ...}
 WERs per cut length are pooled over the generated sessions (weighted by reference words).
 """
@@ -20,6 +28,7 @@ WERs per cut length are pooled over the generated sessions (weighted by referenc
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
@@ -28,9 +37,11 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (
 
 from bench.common import print_table, write_result
 
-# Plain prose, about 40 s each: no numbers, dates, names or British spellings Whisper writes another
-# way, and only texts whose whole-file transcription is within 2% of the text (checked once, on the
-# whole file only), so that what the cut lengths change is what the cuts cause.
+# Plain prose, 30-40 s each: no numbers, dates, names or British spellings Whisper writes another
+# way. The first five were kept for a whole-file transcription within 2% of the text (checked once, on
+# the whole file only), so that what the cut lengths change is what the cuts cause; the last two were
+# added for more words per run (whole-file WER 2.2% and 4.3%: Whisper's own errors, which every
+# column shares).
 TEXTS = [
     "The meeting began a little late because the projector would not connect to the laptop. While the "
     "technician searched for the right cable, the manager asked everyone to share a short update on their "
@@ -63,13 +74,35 @@ TEXTS = [
     "picture books, and students gather around the long tables to study together. The librarians also run "
     "classes for people who want to learn how to use computers, write a letter for a job, or find information "
     "about their family history.",
+    "The museum in the old part of the city reopened after a long renovation. Visitors can now walk through "
+    "bright galleries that show paintings, sculptures and photographs from many different periods. A new room on "
+    "the top floor explains how the building itself was made, with drawings and models of the original design. "
+    "On the first Sunday of every month the entrance is free, and guides lead small groups through the "
+    "collection. The museum also has a quiet garden with benches, where people can rest and talk about what they "
+    "have seen.",
+    "The new bus line connects the university with the main train station. Buses leave every ten minutes during "
+    "the day and every half hour in the evening. Students no longer have to walk through the rain to reach their "
+    "classes, and many of them say that the trip is faster and more comfortable than before. The city plans to "
+    "add more stops next year, so that people who live in the northern neighborhoods can also use the line. "
+    "Tickets can be bought on a mobile phone or from machines at each stop.",
 ]
 
 
+# (key, label): the printed table; every WER key is pooled over the sessions by reference words
 COLUMNS = [("whole_wer", "whole"), ("naive_wer", "naive"), ("repaired_wer", "repaired"),
-           ("whole_wer_near_cuts", "whole_near"), ("naive_wer_near_cuts", "naive_near"),
-           ("repaired_wer_near_cuts", "repaired_near"),
-           ("extra_audio_pct", "extra_audio_%"), ("extra_wall_pct", "extra_wall_%"), ("boundaries", "boundaries")]
+           ("repaired_wer_near_cuts", "rep_near"),
+           ("naive_nocontext_wer", "naive_noctx"), ("repaired_nocontext_wer", "rep_noctx"),
+           ("repaired_windows_wer", "rep_windows"), ("repaired_short_span_wer", "rep_short_span"),
+           ("extra_audio_pct", "extra_audio_%"), ("extra_wall_pct", "extra_wall_%"),
+           ("windows_extra_audio_pct", "win_audio_%"), ("windows_extra_wall_pct", "win_wall_%"),
+           ("context_dropped", "ctx_dropped")]
+WER_KEYS = ["whole_wer", "naive_wer", "repaired_wer", "whole_wer_near_cuts", "naive_wer_near_cuts",
+            "repaired_wer_near_cuts", "naive_nocontext_wer", "repaired_nocontext_wer", "repaired_windows_wer",
+            "repaired_short_span_wer", "naive_shuffled_wer", "repaired_shuffled_wer"]
+PCT_KEYS = [("extra_audio_pct", "extra_audio_s", "audio_s"), ("extra_wall_pct", "repair_wall_s", "chunk_wall_s"),
+            ("windows_extra_audio_pct", "windows_extra_audio_s", "audio_s"),
+            ("windows_extra_wall_pct", "windows_wall_s", "chunk_wall_s")]
+SHUFFLE_SEED = 7
 
 
 def reference_times(reference: str, timed) -> list[float]:
@@ -116,14 +149,43 @@ def errors_near_cuts(reference: str, times: list[float], hypothesis: str, cut: f
     return count
 
 
-def run_session(name, audio, reference, cuts, engine, settings, chunk_options, session_options):
+def cell(key: str, value: object) -> object:
+    """Percentages as whole numbers, WERs with three decimals (print_table's float format)."""
+    return f"{value:.0f}" if key.endswith("_pct") and isinstance(value, float) else value
+
+
+def transcribe_chunks(name, pieces, options, engine, settings, order=None):
+    """Each chunk on its own; with `order`, in that order, each with the nearest earlier transcript
+    that exists by then as its context (None: no context at all). Returns transcripts and wall time."""
+    from transcription.chunk import transcribe_chunk
+    from transcription.context import Context
+    from transcription.layout import parse_chunk_key
+
+    done: dict[int, object] = {}
+    t0 = time.perf_counter()
+    for i in order if order is not None else range(len(pieces)):
+        earlier = [j for j in done if j < i] if order is not None else []
+        context = Context(done[max(earlier)].text, max(earlier)) if earlier else None
+        done[i] = transcribe_chunk(pieces[i], options, chunk=parse_chunk_key(f"sessions/{name}/chunks/{i}.wav"),
+                                   engine=engine, settings=settings, context=context)
+    return [done[i] for i in range(len(pieces))], time.perf_counter() - t0
+
+
+def repaired(naive, pieces, options, engine, settings):
+    from transcription.repair import repair_boundaries
+
+    t0 = time.perf_counter()
+    out = repair_boundaries(naive, lambda e: pieces[e.index], options, engine=engine, settings=settings)
+    return out, time.perf_counter() - t0
+
+
+def run_session(name, audio, reference, cuts, engine, settings, chunk_options, session_options, *,
+                short_span, shuffled):
     """Whole, naive and repaired transcripts of one session at each cut length, with timings."""
     from tests.support.speech import word_error_rate
     from transcription.audio import SAMPLE_RATE, Audio
     from transcription.chunk import transcribe_chunk
     from transcription.combine import combine_chunks
-    from transcription.layout import parse_chunk_key
-    from transcription.repair import repair_boundaries
 
     t0 = time.perf_counter()
     whole = transcribe_chunk(audio, session_options, engine=engine, settings=settings)
@@ -134,63 +196,88 @@ def run_session(name, audio, reference, cuts, engine, settings, chunk_options, s
     times = reference_times(ref, timed)
     words = len(times)
     window = settings.boundary_window_s
+    windows_only = settings.model_copy(update={"boundary_regroup_below_s": 0.0})
+    short = settings.model_copy(update={"boundary_regroup_span_s": short_span})
     out = {"name": name, "audio_s": round(audio.duration, 2), "reference_words": words,
            "whole_wall_s": round(whole_wall, 2), "cuts": {}}
     for cut in cuts:
         n = round(cut * SAMPLE_RATE)
         pieces = [Audio(audio.samples[i:i + n], "wav") for i in range(0, len(audio.samples), n)]
-        t0 = time.perf_counter()
-        chunks = [transcribe_chunk(p, chunk_options, chunk=parse_chunk_key(f"sessions/{name}/chunks/{i}.wav"),
-                                   engine=engine, settings=settings) for i, p in enumerate(pieces)]
-        chunk_wall = time.perf_counter() - t0
-        naive = combine_chunks(name, chunks)
-        t0 = time.perf_counter()
-        repaired = repair_boundaries(naive, lambda e, pieces=pieces: pieces[e.index], session_options,
-                                     engine=engine, settings=settings)
-        repair_wall = time.perf_counter() - t0
+        with_context, chunk_wall = transcribe_chunks(name, pieces, chunk_options, engine, settings,
+                                                     order=list(range(len(pieces))))
+        without, _ = transcribe_chunks(name, pieces, chunk_options, engine, settings)
+        naive = combine_chunks(name, with_context)
+        naive_nc = combine_chunks(name, without)
+        rep, repair_wall = repaired(naive, pieces, session_options, engine, settings)
+        if rep.repair["regrouped"] == [[0, len(pieces) - 1]]:
+            rep_nc = rep  # one piece replaced every chunk's words: the chunk transcripts no longer matter
+        else:
+            rep_nc, _ = repaired(naive_nc, pieces, session_options, engine, settings)
+        regrouping = cut < settings.boundary_regroup_below_s and len(pieces) > 1
+        rep_win, windows_wall = repaired(naive, pieces, session_options, engine, windows_only) \
+            if regrouping else (rep, repair_wall)
+        rep_short = repaired(naive, pieces, session_options, engine, short)[0] if regrouping else rep
+        dropped = sum(1 for c in with_context if "context_dropped" in c.options)
         out["cuts"][str(cut)] = row = {
             "whole_wer": round(word_error_rate(ref, whole.text), 4),
             "naive_wer": round(word_error_rate(ref, naive.text), 4),
-            "repaired_wer": round(word_error_rate(ref, repaired.text), 4),
-            "extra_audio_pct": round(100 * repaired.repair["extra_audio_s"] / audio.duration, 1),
-            "extra_wall_pct": round(100 * repair_wall / chunk_wall, 1),
+            "repaired_wer": round(word_error_rate(ref, rep.text), 4),
+            "naive_nocontext_wer": round(word_error_rate(ref, naive_nc.text), 4),
+            "repaired_nocontext_wer": round(word_error_rate(ref, rep_nc.text), 4),
+            "repaired_windows_wer": round(word_error_rate(ref, rep_win.text), 4),
+            "repaired_short_span_wer": round(word_error_rate(ref, rep_short.text), 4),
             "whole_wer_near_cuts": round(errors_near_cuts(ref, times, whole.text, cut, window) / words, 4),
             "naive_wer_near_cuts": round(errors_near_cuts(ref, times, naive.text, cut, window) / words, 4),
-            "repaired_wer_near_cuts": round(errors_near_cuts(ref, times, repaired.text, cut, window) / words, 4),
-            "boundaries": repaired.repair["boundaries_repaired"],
+            "repaired_wer_near_cuts": round(errors_near_cuts(ref, times, rep.text, cut, window) / words, 4),
+            "extra_audio_s": rep.repair["extra_audio_s"],
+            "windows_extra_audio_s": rep_win.repair["extra_audio_s"],
+            "boundaries": rep.repair["boundaries_repaired"],
+            "regrouped": rep.repair["regrouped"],
+            "chunks": len(pieces),
+            "context_dropped": dropped,
+            "context_dropped_reasons": [c.options["context_dropped"] for c in with_context
+                                        if "context_dropped" in c.options],
             "chunk_wall_s": round(chunk_wall, 2),
             "repair_wall_s": round(repair_wall, 2),
+            "windows_wall_s": round(windows_wall, 2),
             "naive_text": naive.text,
-            "repaired_text": repaired.text,
+            "repaired_text": rep.text,
+            "naive_nocontext_text": naive_nc.text,
+            "repaired_nocontext_text": rep_nc.text,
+            "repaired_windows_text": rep_win.text,
         }
+        for k, num, den in PCT_KEYS:  # this session's own (the pooled ones are computed from the seconds)
+            row[k] = round(100 * row[num] / (row[den] if den in row else out[den]), 1)
+        if shuffled:
+            order = list(range(len(pieces)))
+            random.Random(f"{SHUFFLE_SEED}/{name}/{cut}").shuffle(order)
+            arrived, _ = transcribe_chunks(name, pieces, chunk_options, engine, settings, order=order)
+            naive_sh = combine_chunks(name, arrived)
+            row["naive_shuffled_wer"] = round(word_error_rate(ref, naive_sh.text), 4)
+            row["repaired_shuffled_wer"] = round(
+                word_error_rate(ref, repaired(naive_sh, pieces, session_options, engine, settings)[0].text), 4)
         print(f"  {name} cut {cut:g}s: whole {row['whole_wer']:.3f} naive {row['naive_wer']:.3f} "
-              f"repaired {row['repaired_wer']:.3f} (near cuts: naive {row['naive_wer_near_cuts']:.3f} "
-              f"repaired {row['repaired_wer_near_cuts']:.3f})", file=sys.stderr)
+              f"repaired {row['repaired_wer']:.3f} (no context: naive {row['naive_nocontext_wer']:.3f} "
+              f"repaired {row['repaired_nocontext_wer']:.3f}; windows only {row['repaired_windows_wer']:.3f})",
+              file=sys.stderr)
     out["whole_text"] = whole.text
     return out
 
 
 def pooled(sessions: list[dict], cut: str) -> dict[str, float]:
-    """WERs weighted by reference words (errors over words), the rest summed over the sessions."""
+    """WERs weighted by reference words (errors over words), percentages of summed seconds, counts summed."""
     words = sum(s["reference_words"] for s in sessions)
-    audio = sum(s["audio_s"] for s in sessions)
     rows = [(s, s["cuts"][cut]) for s in sessions]
-
-    def wer(k: str) -> float:
-        return round(sum(r[k] * s["reference_words"] for s, r in rows) / words, 4)
-
-    chunk_wall = sum(r["chunk_wall_s"] for _, r in rows)
-    return {
-        "whole_wer": wer("whole_wer"),
-        "naive_wer": wer("naive_wer"),
-        "repaired_wer": wer("repaired_wer"),
-        "whole_wer_near_cuts": wer("whole_wer_near_cuts"),
-        "naive_wer_near_cuts": wer("naive_wer_near_cuts"),
-        "repaired_wer_near_cuts": wer("repaired_wer_near_cuts"),
-        "extra_audio_pct": round(sum(r["extra_audio_pct"] * s["audio_s"] for s, r in rows) / audio, 1),
-        "extra_wall_pct": round(100 * sum(r["repair_wall_s"] for _, r in rows) / chunk_wall, 1),
-        "boundaries": sum(r["boundaries"] for _, r in rows),
-    }
+    out: dict[str, float] = {}
+    for k in WER_KEYS:
+        if all(k in r for _, r in rows):
+            out[k] = round(sum(r[k] * s["reference_words"] for s, r in rows) / words, 4)
+    for k, num, den in PCT_KEYS:
+        total = sum((s if den in s else r)[den] for s, r in rows)
+        out[k] = round(100 * sum(r[num] for _, r in rows) / total, 1)
+    for k in ("boundaries", "chunks", "context_dropped"):
+        out[k] = sum(r[k] for _, r in rows)
+    return out
 
 
 def main() -> None:
@@ -198,9 +285,13 @@ def main() -> None:
     parser.add_argument("files", nargs="*", type=Path, help="real recordings (any supported container)")
     parser.add_argument("--cuts", default="5,10,30", help="chunk lengths in seconds")
     parser.add_argument("--window", type=float, default=None, help="BOUNDARY_WINDOW_S (default: the setting)")
+    parser.add_argument("--short-span", type=float, default=20.0,
+                        help="BOUNDARY_REGROUP_SPAN_S of the short-span column (pieces with joints)")
     parser.add_argument("--language", default="en", help="session language ('' to detect)")
     parser.add_argument("--chunk-words", action="store_true",
                         help="transcribe chunks with word timestamps (default: as production does, without)")
+    parser.add_argument("--shuffled", action="store_true",
+                        help="also chunks arriving in a random order, each with the nearest earlier context")
     parser.add_argument("--texts", type=int, default=len(TEXTS), help="how many generated sessions")
     args = parser.parse_args()
 
@@ -219,33 +310,47 @@ def main() -> None:
     engine = load_engine(settings)
     session_options = TranscribeOptions(language=args.language or None)
     chunk_options = session_options.model_copy(update={"word_timestamps": args.chunk_words})
+    kw = {"short_span": args.short_span, "shuffled": args.shuffled}
 
+    started = time.perf_counter()
     generated = []
     for i, text in enumerate(TEXTS[:args.texts]):
         generated.append(run_session(f"text{i}", load_audio(speak(text), settings), text, cuts, engine, settings,
-                                     chunk_options, session_options))
+                                     chunk_options, session_options, **kw))
     recordings = {}
     for path in args.files:
         recordings[str(path)] = run_session(path.stem, load_audio(path, settings), None, cuts, engine, settings,
-                                            chunk_options, session_options)
+                                            chunk_options, session_options, **kw)
 
     result: dict[str, object] = {str(c): pooled(generated, str(c)) for c in cuts} if generated else {}
     header = ["cut_s", *(label for _, label in COLUMNS)]
     if generated:
         audio_s = sum(s["audio_s"] for s in generated)
         print_table(f"generated speech: {len(generated)} sessions, {audio_s:.0f} s, window "
-                    f"{settings.boundary_window_s:g} s each side (near = within the window of a cut)", header,
-                    [[f"{c:g}", *(result[str(c)][k] for k, _ in COLUMNS)] for c in cuts])
+                    f"{settings.boundary_window_s:g} s each side, regrouped below "
+                    f"{settings.boundary_regroup_below_s:g} s (near = within the window of a cut)", header,
+                    [[f"{c:g}", *(cell(k, result[str(c)].get(k, "-")) for k, _ in COLUMNS)] for c in cuts])
+        if args.shuffled:
+            print_table("chunks arriving in a random order (nearest earlier context)",
+                        ["cut_s", "naive_shuffled", "rep_shuffled"],
+                        [[f"{c:g}", result[str(c)]["naive_shuffled_wer"], result[str(c)]["repaired_shuffled_wer"]]
+                         for c in cuts])
     if recordings:
         result["recordings"] = {}
         for path, s in recordings.items():
             result["recordings"][path] = {c: {k: v for k, v in r.items() if not k.endswith("_text")}
                                           for c, r in s["cuts"].items()}
             print_table(f"{path} ({s['audio_s']:.0f} s; reference: the whole file transcribed at once)", header,
-                        [[c, *(r[k] for k, _ in COLUMNS)] for c, r in s["cuts"].items()])
+                        [[c, *(cell(k, r.get(k, "-")) for k, _ in COLUMNS)] for c, r in s["cuts"].items()])
     result["window_s"] = settings.boundary_window_s
+    result["regroup_below_s"] = settings.boundary_regroup_below_s
+    result["regroup_span_s"] = settings.boundary_regroup_span_s
+    result["short_span_s"] = args.short_span
+    result["chunk_context"] = settings.chunk_context
     result["chunk_word_timestamps"] = args.chunk_words
+    result["shuffled"] = args.shuffled
     result["engine"] = {"name": engine.name, "model": engine.model_name, "compute_type": engine.compute_type}
+    result["bench_wall_s"] = round(time.perf_counter() - started, 1)
     result["sessions"] = generated + list(recordings.values())
     write_result("boundaries", result)
 

@@ -68,8 +68,10 @@ def cost(d: dict) -> str:
 
 def boundaries(d: dict) -> str:
     cuts = {k: v for k, v in d.items() if k.replace(".", "").isdigit()}
-    return table(["cut s", "whole WER", "naive WER", "repaired WER", "extra audio %"],
-                 [[k, v["whole_wer"], v["naive_wer"], v["repaired_wer"], v["extra_audio_pct"]]
+    return table(["cut s", "whole WER", "naive WER", "repaired WER", "repaired WER, no context",
+                  "repaired WER, windows only", "extra audio %", "extra engine time %"],
+                 [[k, v["whole_wer"], v["naive_wer"], v["repaired_wer"], v.get("repaired_nocontext_wer", "-"),
+                   v.get("repaired_windows_wer", "-"), v["extra_audio_pct"], v.get("extra_wall_pct", "-")]
                   for k, v in sorted(cuts.items(), key=lambda kv: float(kv[0]))])
 
 

@@ -2,10 +2,18 @@
 
 Recorders cut audio every N seconds regardless of words, so the word at a cut is split in two and
 Whisper garbles or drops it, and it also tends to drop or invent words at the very edges of a clip.
-For each boundary between two consecutive *transcribed* chunks, `repair_boundaries` transcribes a
-window spanning it (the last W s of one chunk and the first W s of the next, W =
-`BOUNDARY_WINDOW_S`, with word timestamps) through the one chunk function, and splices the
-window's words into the session transcript in place of the chunks' words there:
+
+Runs of consecutive transcribed chunks each shorter than `BOUNDARY_REGROUP_BELOW_S` are first
+transcribed again as one piece (at most `BOUNDARY_REGROUP_SPAN_S` long), whose words replace the
+chunks' words: inside a piece there are no cuts left, as in a whole-file transcription. This is the
+cheaper repair for short chunks, because Whisper pads every call to 30 s: a window per 5 s cut
+costs more engine time than the whole run once (bench/boundaries.py measures both).
+
+For each other boundary between two consecutive *transcribed* chunks (including the joints between
+pieces), `repair_boundaries` transcribes a window spanning it (the last W s of one chunk and the
+first W s of the next, W = `BOUNDARY_WINDOW_S`, with word timestamps) through the one chunk
+function, and splices the window's words into the session transcript in place of the chunks'
+words there:
 
 - The window's own edges are unreliable for the same reason the chunks' are, so only window words
   at least a margin (W/3) away from them are used.
@@ -17,9 +25,11 @@ window's words into the session transcript in place of the chunks' words there:
 - Segments untouched by a splice are kept as they were; touched ones are rebuilt from their words
   (split at sentence ends), and a final pass keeps segment and word times monotonic.
 - No repair across a failed or missing chunk: its gap stays marked and the boundary is skipped.
+- Windows and pieces are given the words before them as context (`transcription/context.py`),
+  which drops a prompted hallucination and transcribes again without it.
 
-Word timestamps in the chunk transcripts are *not* required, so `transcribe_s3_chunk` is unchanged.
-This is a deliberate choice: with `ENGINE=whisperx` asking for word timestamps leaves the batched
+Word timestamps in the chunk transcripts are *not* required (a piece asks for them only when the
+chunks have them). This is a deliberate choice: with `ENGINE=whisperx` asking for word timestamps leaves the batched
 pipeline for the sequential one, which would slow every chunk on the GPU fleet by about 40% to
 help a few seconds around each cut. Where a chunk transcript has words their times are used; where
 it has only segments, the segment's time is spread over its words by their length. The splice is
@@ -180,9 +190,9 @@ def repair_boundaries(
 
     # 1. runs of short chunks: transcribed again as one piece (cheaper than a window per boundary)
     for run in _runs(session.chunks, float(s.boundary_regroup_below_s), float(s.boundary_regroup_span_s)):
+        if get() is None:
+            break  # the windows below record why
         for piece in _loaded(run, load_audio):
-            if get() is None:
-                break
             first, last = piece[0][0], piece[-1][0]
             start, end = first.offset, last.offset + last.duration
             samples = np.concatenate([audio.samples for _, audio in piece])
