@@ -314,9 +314,11 @@ def _replace_span(tokens: list[_Tok], segments: list[Segment], touched: set[int]
     """The words of the chunks in [start, end] replaced by a piece's (its segments appended to `segments`)."""
     own = {i for i, seg in enumerate(segments)
            if not seg.gap and start - 1e-6 <= (seg.start + seg.end) / 2 <= end + 1e-6}
-    touched.update(own)
     base = len(segments)
     segments.extend(_clamped(seg.shifted(start), start, end) for seg in new)
+    # the piece's own segments are rebuilt too: Whisper may give a long piece as one segment of
+    # several sentences, and a session transcript reads (and subtitles) better a sentence at a time
+    touched.update(own, range(base, len(segments)))
     inserted = _flatten(segments[base:], language, base)
     kept = [i for i, t in enumerate(tokens) if t.seg not in own]
     at = next((k for k, i in enumerate(kept) if tokens[i].mid >= start), len(kept))
