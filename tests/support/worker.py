@@ -10,8 +10,11 @@ Other components' tests use it too (the router's queued path, beat's drain, the 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
 from tests.support.services import VENV_BIN, ManagedProcess, unique, wait_for
 from transcription.settings import Settings
@@ -82,3 +85,32 @@ def producer(env: Mapping[str, str]):
     from tasks.celery_app import make_app
 
     return make_app(settings_for(env))
+
+
+class QueuedRig:
+    """A bucket on moto and a real worker on `broker`: what the queued-path tests of each broker share."""
+
+    def __init__(self, moto, broker: str, name: str) -> None:
+        self.bucket = unique(name)
+        self.s3 = moto.client("s3")
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.env = worker_env(moto, broker, S3_BUCKET=self.bucket)
+        self.app = producer(self.env)
+        self.settings = settings_for(self.env)
+        self.worker = start_worker(self.env, f"worker-{broker}")
+
+    def put(self, key: str, body: bytes | Path) -> str:
+        """Upload a chunk (bytes or a file) the way a recorder would."""
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body if isinstance(body, bytes) else body.read_bytes())
+        return key
+
+    def wait_key(self, key: str, timeout: float = 180) -> None:
+        from transcription import storage
+
+        wait_for(lambda: storage.exists(self.bucket, key, settings=self.settings), timeout,
+                 what=f"s3://{self.bucket}/{key} ({self.worker.log_path})")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`stt-router ARGS` with the rig's environment."""
+        return subprocess.run([str(VENV_BIN / "stt-router"), *args], env={**os.environ, **self.env},
+                              capture_output=True, text=True, timeout=120)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
-from types import SimpleNamespace
 
 import pytest
 
@@ -21,9 +19,9 @@ from tasks.broker import sqs_client
 from tasks.dlq import DeadLetterQueue
 from tasks.enqueue import enqueue_chunk
 from tasks.locks import Lease, chunk_name
-from tests.support.services import VENV_BIN, unique, wait_for
+from tests.support.services import unique, wait_for
 from tests.support.speech import speak, word_error_rate
-from tests.support.worker import producer, settings_for, start_worker, worker_env
+from tests.support.worker import QueuedRig, start_worker
 from tests.tasks.messages import pickle_envelope, sqs_body
 from transcription import layout, sessions, storage
 from transcription.transcript import ChunkTranscript, FailedChunk
@@ -33,33 +31,13 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def q(moto):
-    bucket = unique("tasks")
-    moto.client("s3").create_bucket(Bucket=bucket)
-    env = worker_env(moto, "sqs", S3_BUCKET=bucket)
-    ns = SimpleNamespace(env=env, bucket=bucket, s3=moto.client("s3"), app=producer(env), settings=settings_for(env))
-    ns.worker = start_worker(env, "worker-sqs")
-    yield ns
-    ns.worker.stop()
-
-
-def put(q, key: str, path_or_bytes) -> str:
-    body = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
-    q.s3.put_object(Bucket=q.bucket, Key=key, Body=body)
-    return key
+    rig = QueuedRig(moto, "sqs", "tasks")
+    yield rig
+    rig.worker.stop()
 
 
 def manifest(q, session: str, **fields) -> None:
     q.s3.put_object(Bucket=q.bucket, Key=layout.manifest_key(session), Body=json.dumps(fields).encode())
-
-
-def wait_key(q, key: str, timeout: float = 180) -> None:
-    wait_for(lambda: storage.exists(q.bucket, key, settings=q.settings), timeout,
-             what=f"s3://{q.bucket}/{key} ({q.worker.log_path})")
-
-
-def cli(q, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "stt-router"), *args], env={**os.environ, **q.env}, capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_three_sessions_of_four_chunks(q, sentences, speech_files) -> None:
@@ -70,10 +48,10 @@ def test_three_sessions_of_four_chunks(q, sentences, speech_files) -> None:
         order = [(n + i) % len(speech_files) for i in range(4)]
         expected[sid] = " ".join(sentences[j] for j in order)
         for i, j in enumerate(order):
-            enqueue_chunk(q.bucket, put(q, f"sessions/{sid}/chunks/{i:02d}.wav", speech_files[j]), app=q.app,
+            enqueue_chunk(q.bucket, q.put(f"sessions/{sid}/chunks/{i:02d}.wav", speech_files[j]), app=q.app,
                           settings=q.settings)
     for sid in ids:
-        wait_key(q, layout.session_transcript_key(sid, "json"), timeout=300)
+        q.wait_key(layout.session_transcript_key(sid, "json"), timeout=300)
     for sid in ids:
         st = sessions.session_status(q.bucket, sid, settings=q.settings)
         assert st.transcribed == [0, 1, 2, 3] and st.failed == [] and st.combined
@@ -92,7 +70,7 @@ def test_three_sessions_of_four_chunks(q, sentences, speech_files) -> None:
 
 def test_same_chunk_three_times_runs_the_engine_once(q, speech_files, sentences) -> None:
     sid = unique("dup")
-    key = put(q, f"sessions/{sid}/chunks/0.wav", speech_files[1])
+    key = q.put(f"sessions/{sid}/chunks/0.wav", speech_files[1])
     task_ids = [enqueue_chunk(q.bucket, key, app=q.app, settings=q.settings) for _ in range(3)]
     results = [q.app.AsyncResult(t).get(timeout=180) for t in task_ids]
     assert sorted(r["status"] for r in results) == ["skipped", "skipped", "transcribed"]
@@ -105,7 +83,7 @@ def test_same_chunk_three_times_runs_the_engine_once(q, speech_files, sentences)
 def test_a_second_delivery_waits_for_the_lease_holder(q, speech_files) -> None:
     """Another worker (played by the test) holds the chunk's lease: the delivery waits, then runs."""
     sid = unique("lease")
-    key = put(q, f"sessions/{sid}/chunks/0.wav", speech_files[2])
+    key = q.put(f"sessions/{sid}/chunks/0.wav", speech_files[2])
     lease = Lease(chunk_name(q.bucket, key), 4, q.settings)
     assert lease.acquire()
     try:
@@ -122,8 +100,8 @@ def test_a_second_delivery_waits_for_the_lease_holder(q, speech_files) -> None:
 def test_corrupt_chunk_fails_once_then_replay_after_fix(q, speech_files, sentences) -> None:
     sid = unique("bad")
     manifest(q, sid, total_chunks=2)
-    good = put(q, f"sessions/{sid}/chunks/0.wav", speech_files[0])
-    bad = put(q, f"sessions/{sid}/chunks/1.wav", b"RIFF\x00\x10\x00\x00WAVEfmt " + os.urandom(3000))
+    good = q.put(f"sessions/{sid}/chunks/0.wav", speech_files[0])
+    bad = q.put(f"sessions/{sid}/chunks/1.wav", b"RIFF\x00\x10\x00\x00WAVEfmt " + os.urandom(3000))
     enqueue_chunk(q.bucket, good, app=q.app, settings=q.settings)
     tid = enqueue_chunk(q.bucket, bad, app=q.app, settings=q.settings)
     assert q.app.AsyncResult(tid).get(timeout=120)["status"] == "failed"
@@ -132,29 +110,29 @@ def test_corrupt_chunk_fails_once_then_replay_after_fix(q, speech_files, sentenc
     assert f"chunk_retry key={bad}" not in q.worker.output()  # bad input is never retried
     assert q.worker.engine_runs(bad) == 0
     # the session is still combined, as partial, with the gap marked
-    wait_key(q, layout.session_transcript_key(sid, "json"))
+    q.wait_key(layout.session_transcript_key(sid, "json"))
     partial = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
     assert partial.partial and partial.chunks[1].status == "failed" and any(s.gap for s in partial.segments)
     # the dead letter, with its reason
     letters = [x for x in DeadLetterQueue(q.settings, q.app).list() if x.key == bad]
     assert len(letters) == 1 and letters[0].id == tid and letters[0].error == "bad_audio"
     assert letters[0].reason == record.reason
-    listed = cli(q, "dlq", "list")
+    listed = q.cli("dlq", "list")
     assert bad in listed.stdout and "bad_audio" in listed.stdout
     # a duplicate delivery of the same bad upload changes nothing: no second dead letter
     again = enqueue_chunk(q.bucket, bad, app=q.app, settings=q.settings)
     assert q.app.AsyncResult(again).get(timeout=120)["status"] == "already_failed"
     # fix the object, replay: transcribed, and the session transcript brought up to date
-    put(q, bad, speech_files[3])
-    replay = cli(q, "dlq", "replay", tid)
+    q.put(bad, speech_files[3])
+    replay = q.cli("dlq", "replay", tid)
     assert replay.returncode == 0 and "1 replayed" in replay.stdout, replay.stderr
-    wait_key(q, f"transcripts/{sid}/chunks/1.json")
+    q.wait_key(f"transcripts/{sid}/chunks/1.json")
     assert [x for x in DeadLetterQueue(q.settings, q.app).list() if x.key == bad] == []
     wait_for(lambda: not sessions.stored_session_transcript(q.bucket, sid, settings=q.settings).partial, 120,
              what="the session transcript without its gap")
     fixed = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
     assert word_error_rate(f"{sentences[0]} {sentences[3]}", fixed.text) < 0.2
-    status = cli(q, "sessions", "status", sid)
+    status = q.cli("sessions", "status", sid)
     assert status.returncode == 0
     assert re.search(r"transcribed:\s+2", status.stdout) and re.search(r"failed:\s+0", status.stdout)
     assert "session transcript: yes" in status.stdout
@@ -187,14 +165,14 @@ def test_chunk_that_keeps_killing_its_worker_is_dead_lettered(q, sentences) -> N
     process requeues it (`task_reject_on_worker_lost`), and on delivery MAX_RECEIVE_COUNT (3) it is
     dead-lettered with the reason instead of looping."""
     sid = unique("poison")
-    key = put(q, f"sessions/{sid}/chunks/0.wav", speak(" ".join(sentences[1:5])))
+    key = q.put(f"sessions/{sid}/chunks/0.wav", speak(" ".join(sentences[1:5])))
     tid = enqueue_chunk(q.bucket, key, app=q.app, settings=q.settings)
     for delivery in (1, 2):
         wait_for(lambda d=delivery: f"chunk_start key={key} attempt=1 delivery={d}" in q.worker.output(), 120,
                  what=f"delivery {delivery}")
         for child in _pool_children(q.worker.pid):
             os.kill(child, 9)
-    wait_key(q, layout.failed_key(sid, 0), timeout=120)
+    q.wait_key(layout.failed_key(sid, 0), timeout=120)
     record = FailedChunk.model_validate(storage.get_json(q.bucket, layout.failed_key(sid, 0), settings=q.settings))
     assert record.error == "worker_lost" and record.attempts == 3
     assert "2 earlier deliveries died" in record.reason and "worker process lost" in record.reason
@@ -209,8 +187,8 @@ def test_sigkill_mid_chunk_comes_back_after_the_visibility_timeout(q, sentences,
     so SQS delivers it again after VISIBILITY_TIMEOUT_S (25 s here) to the next worker."""
     sid = unique("kill")
     text = " ".join(sentences[:4])
-    long_key = put(q, f"sessions/{sid}/chunks/0.wav", speak(text))
-    next_key = put(q, f"sessions/{sid}/chunks/1.wav", speech_files[4])
+    long_key = q.put(f"sessions/{sid}/chunks/0.wav", speak(text))
+    next_key = q.put(f"sessions/{sid}/chunks/1.wav", speech_files[4])
     manifest(q, sid, total_chunks=2)
     enqueue_chunk(q.bucket, long_key, app=q.app, settings=q.settings, task_id=str(uuid.uuid4()))
     enqueue_chunk(q.bucket, next_key, app=q.app, settings=q.settings)
@@ -219,7 +197,7 @@ def test_sigkill_mid_chunk_comes_back_after_the_visibility_timeout(q, sentences,
     killed_at = time.monotonic()
     assert not storage.exists(q.bucket, f"transcripts/{sid}/chunks/0.json", settings=q.settings)
     q.worker = start_worker(q.env, "worker-sqs-2")
-    wait_key(q, layout.session_transcript_key(sid, "json"), timeout=180)
+    q.wait_key(layout.session_transcript_key(sid, "json"), timeout=180)
     assert time.monotonic() - killed_at >= 20  # it came back with the visibility timeout, not before
     assert q.worker.engine_runs(long_key) == 1 and q.worker.engine_runs(next_key) == 1
     assert f"chunk_start key={long_key} attempt=1 delivery=2" in q.worker.output()
