@@ -35,7 +35,7 @@ SENSITIVITY: dict[str, tuple[str, dict[str, object]]] = {
     "chunk-300s": ("5 min recorder segments", {"chunk_s": 300.0}),
     "cold-start-300s": ("300 s cold start (a ~10 GB image pulled at boot)", {"cold_start_s": 300.0}),
     "g5.xlarge": ("A10G: $1.006/h, about 2x a T4", {"instance": "g5.xlarge"}),
-    "chunks-per-worker-100": ("queue-depth: one worker per 100 waiting chunks", {"chunks_per_worker": 100}),
+    "chunks-per-worker-1": ("queue-depth: one worker per waiting chunk", {"chunks_per_worker": 1}),
 }
 
 HELP = {

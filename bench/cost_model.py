@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, field
 
 from bench.common import percentile
 from transcription import scaling
+from transcription.settings import Settings
+
+_DEFAULTS = Settings.model_fields  # the policies' knobs default to what the system ships with
 
 DAY = 86400.0
 HORIZON = 30 * DAY  # a policy that leaves chunks behind this long is broken: fail loudly
@@ -99,8 +102,8 @@ class CostParams:
     # the policies
     chunk_s: float = 30.0
     scaling_interval_s: float = 60.0
-    max_workers: int = 4  # MAX_GPU_WORKERS
-    chunks_per_worker: int = 1
+    max_workers: int = _DEFAULTS["max_gpu_workers"].default  # MAX_GPU_WORKERS
+    chunks_per_worker: int = _DEFAULTS["chunks_per_worker"].default  # CHUNKS_PER_WORKER
     scale_in_ticks: int = 1  # scale in only after the rule asked for fewer workers this many ticks running
     drain_hour: float = 0.0
     server_start_hour: float = 8.0  # hybrid: the server is ready at this hour

@@ -2,8 +2,9 @@
 (no 5xx, documented status codes, content types, headers and response schemas, invalid data
 rejected, missing or ignored auth refused, undeclared methods answered 405), 0 failures.
 
-The one tuning is in `schemathesis.toml` next to this file: a schema cannot say whether bytes are
-audio, so schema-valid requests to the transcribe routes may rightly end in 404, 413, 415 or 422.
+The tuning is in `schemathesis.toml` next to this file: a schema cannot say whether bytes are
+audio, so schema-valid requests to the transcribe routes may rightly end in 404, 413, 415 or 422;
+and a JSON body over the server's size limit is refused with 413 before it is parsed.
 """
 
 from __future__ import annotations

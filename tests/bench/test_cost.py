@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -145,8 +146,9 @@ def test_the_60_second_minimum_billing_applies() -> None:
 
 def test_queue_depth_policies_use_desired_workers(sessions, monkeypatch) -> None:
     chunks = make_chunks(sessions, 30.0)
-    free = simulate("queue-depth", chunks, PARAMS)
-    assert free.max_workers_seen == PARAMS.max_workers  # bursts fill the fleet
+    params = replace(PARAMS, chunks_per_worker=1)  # a worker per waiting chunk, so bursts fill the fleet
+    free = simulate("queue-depth", chunks, params)
+    assert free.max_workers_seen == params.max_workers
 
     calls: list[tuple[int, int, int, int]] = []
     real = scaling.desired_workers
@@ -158,14 +160,14 @@ def test_queue_depth_policies_use_desired_workers(sessions, monkeypatch) -> None
     monkeypatch.setattr(scaling, "desired_workers", capped)
     for name in ("queue-depth", "hybrid-queue-depth"):
         calls.clear()
-        r = simulate(name, chunks, PARAMS)
+        r = simulate(name, chunks, params)
         assert r.max_workers_seen == 1, name
         last_done = max(u + lat for u, lat in zip(chunks.upload, r.latency, strict=True))
-        assert len(calls) == r.scaler_calls >= last_done // PARAMS.scaling_interval_s  # every minute
-        assert {c[2:] for c in calls} == {(PARAMS.max_workers, 1)}
+        assert len(calls) == r.scaler_calls >= last_done // params.scaling_interval_s  # every minute
+        assert {c[2:] for c in calls} == {(params.max_workers, 1)}
         assert any(v > 0 for v, *_ in calls) and any(f > 0 for _, f, *_ in calls)
         assert r.counts == [1] * len(chunks)
-    assert simulate("queue-midnight", chunks, PARAMS).scaler_calls >= 2  # the drain asks it too
+    assert simulate("queue-midnight", chunks, params).scaler_calls >= 2  # the drain asks it too
 
 
 def test_queue_depth_scales_to_zero_when_the_queue_is_empty(sessions) -> None:
