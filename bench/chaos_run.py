@@ -169,7 +169,8 @@ def run(plan: Plan, run_dir: Path | None = None, say=print) -> dict[str, Any]:
             wait_until(lambda: _exists(s3, bucket, failed_key), 300, "the poison chunk to be dead-lettered", interval=1)
             say(f"poison chunk dead-lettered {time.time() - state.drain_queued_at:.0f} s after the drain was queued")
 
-        faults = threading.Thread(target=_inject_faults, args=(plan, state, system, say), name="faults", daemon=True)
+        faults = threading.Thread(target=_inject_faults, args=(plan, state, system, proxy, say), name="faults",
+                                  daemon=True)
         faults.start()
         _upload_live(plan, state, s3, bucket, say)
         faults.join(timeout=600)
@@ -263,7 +264,12 @@ def _upload_live(plan: Plan, state: RunState, s3: Any, bucket: str, say) -> None
 
 
 # --- faults during the uploads ----------------------------------------------------------------------
-def _inject_faults(plan: Plan, state: RunState, system: System, say) -> None:
+def _inject_faults(plan: Plan, state: RunState, system: System, proxy: RandomFaultProxy, say) -> None:
+    """Worker kills and Redis outages at their share of the uploads. Before a kill and after Redis
+    comes back, the server's `/health` answers 503 for the next round of probes, so a round of chunks
+    is certain to queue: the kill finds a chunk on the worker, and the worker has work to resume after
+    the outage, however few chunks the random proxy faults would have sent to the queue."""
+    n_live = len(_live_ids(plan))
     schedule = sorted([((k + 0.5) / (plan.worker_kills + 0.5), "worker") for k in range(plan.worker_kills)]
                       + [((k + 1) / (plan.redis_kills + 1), "redis") for k in range(plan.redis_kills)])
     for at, what in schedule:
@@ -276,11 +282,20 @@ def _inject_faults(plan: Plan, state: RunState, system: System, say) -> None:
                 time.sleep(plan.redis_down_s)
                 system.restart_redis()
                 say(f"  fault: Redis restarted after {system.redis_events[-1]['down_s']:.1f} s (empty: no persistence)")
+                _queue_next_round(proxy, n_live, say)
             else:
+                _queue_next_round(proxy, n_live, say)
                 _kill_worker_mid_chunk(state, system, say)
         except Exception as e:  # a fault that could not be injected is reported, never hidden
             state.notes.append(f"{what} fault at {at:.2f} not injected: {type(e).__name__}: {e}")
             say(f"  fault {what} not injected: {e}")
+
+
+def _queue_next_round(proxy: RandomFaultProxy, n_live: int, say) -> None:
+    probes = 2 * n_live  # every event arrives twice
+    proxy.inject("GET", "/health", status=503, times=probes,
+                 body={"status": "busy", "reason": "chaos: injected so the next chunks queue"})
+    say(f"  fault: /health answers 503 to the next {probes} probes (those chunks queue)")
 
 
 def _exists(s3: Any, bucket: str, key: str) -> bool:

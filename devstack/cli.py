@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,34 +108,25 @@ def demo(exit_after: bool, samples: Path | None, session_id: str | None, **stack
     running until Ctrl-C (or stops it at once with --exit).
     """
     from devstack.demo import SAMPLES, Demo, summary
-    from devstack.procs import StackError
 
-    _terminate_as_interrupt()
     stack = _make_stack(**stack_opts)
-    code = 0
-    try:
+
+    def run() -> int:
         click.echo("Starting the local stack (no AWS, no Docker, no GPU):")
         stack.start()
-        session_id = session_id or time.strftime("demo-%Y%m%d-%H%M%S")
-        result = Demo(stack, session_id, samples or SAMPLES, say=lambda m: click.echo(m)).run()
+        result = Demo(stack, session_id or time.strftime("demo-%Y%m%d-%H%M%S"), samples or SAMPLES,
+                      say=lambda m: click.echo(m)).run()
         click.echo("\n" + summary(result))
         click.echo(_route_metrics_line(stack))
-        code = 0 if result.ok else 1
         click.echo("\nRestarting the API server (the GPU server is back):")
         stack.restart_part("api")
         click.echo("\nURLs:")
         _print_urls(stack)
         if not exit_after:
             _hold(stack)
-    except StackError as e:
-        click.echo(f"\ndemo failed: {e}", err=True)
-        code = 1
-    except KeyboardInterrupt:
-        click.echo("\nCtrl-C: stopping the stack")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave parts running
-        stack.stop()
-    sys.exit(code)
+        return 0 if result.ok else 1
+
+    _run_then_stop(stack, "demo", run)
 
 
 @click.group()
@@ -148,13 +140,11 @@ def stack() -> None:
               help="leave a part out (repeatable)")
 def up(without: tuple[str, ...], **stack_opts: Any) -> None:
     """Start the stack and keep it running until Ctrl-C (no demo)."""
-    from devstack.procs import StackError
     from devstack.stack import PARTS
 
-    _terminate_as_interrupt()
     s = _make_stack(**stack_opts, parts=tuple(p for p in PARTS if p not in without))
-    code = 0
-    try:
+
+    def run() -> int:
         click.echo("Starting the local stack:")
         s.start()
         click.echo("\nURLs:")
@@ -162,14 +152,28 @@ def up(without: tuple[str, ...], **stack_opts: Any) -> None:
         click.echo(f"\nUpload audio to s3://{s.o.bucket}/sessions/<id>/chunks/<n>.<ext> on {s.urls['moto']}; "
                    "the router sends it to the server or the queue.")
         _hold(s)
+        return 0
+
+    _run_then_stop(s, "stack", run)
+
+
+def _run_then_stop(stack: Any, what: str, run: Callable[[], int]) -> None:
+    """Run `run`, and stop everything the stack started whatever happens: a part that fails to
+    start, Ctrl-C or SIGTERM. Exits with `run`'s code, or 1 when the stack failed."""
+    from devstack.procs import StackError
+
+    _terminate_as_interrupt()
+    code = 0
+    try:
+        code = run()
     except StackError as e:
-        click.echo(f"\nstack failed: {e}", err=True)
+        click.echo(f"\n{what} failed: {e}", err=True)
         code = 1
     except KeyboardInterrupt:
         click.echo("\nCtrl-C: stopping the stack")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        s.stop()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave parts running
+        stack.stop()
     sys.exit(code)
 
 
