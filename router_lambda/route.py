@@ -145,13 +145,8 @@ def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResul
     record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
                          error=result.error_kind or "rejected", reason=f"HTTP {result.status}: {result.reason}",
                          attempts=max(1, result.attempts))
-    body = record.model_dump_json().encode()
     try:
-        # the first record of this upload's failure is written once (duplicate events race here);
-        # a stale record (the chunk was re-uploaded and failed again) is replaced
-        first = storage.put_json(p.bucket, chunk.failed_key, body, if_absent=True, settings=s)
-        if not first and not sessions.failed_record_is_current(p.bucket, chunk, settings=s):
-            first = storage.put_json(p.bucket, chunk.failed_key, body, settings=s)
+        first = sessions.record_failure(p.bucket, chunk, record, settings=s)  # duplicate events race here
     except TranscriptionError as e:
         log.warning("failed record not written for %s: %s", p.key, e.reason)
         return None

@@ -60,11 +60,11 @@ def run_chunk(bucket: str, key: str, *, attempt: int = 1, lease_waits: int = 0, 
         elif not force and _failed_is_current(bucket, chunk, s):
             result["status"] = "already_failed"
         else:
-            result.update(_transcribe_leased(bucket, chunk, attempt, lease_waits, task_id, s, celery))
+            result.update(_transcribe_leased(bucket, chunk, attempt, lease_waits, task_id, s, celery, force))
     except RetryLater:
         raise
     except Exception as e:  # S3 or Redis trouble around the transcription: retry like any transient error
-        result.update(_retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery))
+        result.update(_retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery, force))
     result["finished_at"] = time.time()
     log.info("chunk_done key=%s status=%s", key, result["status"])
     if result["status"] in ("transcribed", "skipped", "failed", "duplicate"):
@@ -73,7 +73,7 @@ def run_chunk(bucket: str, key: str, *, attempt: int = 1, lease_waits: int = 0, 
 
 
 def _transcribe_leased(bucket: str, chunk: layout.ChunkKey, attempt: int, lease_waits: int, task_id: str | None,
-                       s: Settings, celery: Celery) -> dict[str, Any]:
+                       s: Settings, celery: Celery, force: bool) -> dict[str, Any]:
     name = locks.chunk_name(bucket, chunk.key)
     lease = locks.Lease(name, s.lease_ttl_s, s)
     if not lease.acquire():
@@ -82,24 +82,29 @@ def _transcribe_leased(bucket: str, chunk: layout.ChunkKey, attempt: int, lease_
         raise RetryLater(lease_wait_s(lease.remaining_s(), s), {"lease_waits": lease_waits + 1},
                          "another worker holds the lease")
     try:
+        # again under the lease: a duplicate delivery may have waited for the one that just finished
+        if storage.exists(bucket, chunk.transcript_key, settings=s):
+            return {"status": "skipped"}
+        if not force and _failed_is_current(bucket, chunk, s):
+            return {"status": "already_failed"}
         starts = locks.count_start(name, s)
         limit = _max_receive_count(s)
         if starts >= limit:  # the previous deliveries all died mid-run (killed, out of memory, hard limit)
             death = locks.last_death(name, s) or "the worker was killed"
             reason = f"{starts - 1} earlier deliveries died without finishing (last: {death})"
-            return _fail(bucket, chunk, "worker_lost", reason, starts, task_id, s, celery)
+            return _fail(bucket, chunk, "worker_lost", reason, starts, task_id, s, celery, force)
         log.info("chunk_start key=%s attempt=%d delivery=%d", chunk.key, attempt, starts)
         try:
             return _transcribe(bucket, chunk, s)
         except PermanentError as e:  # bad audio, missing object, bad option: never retried
-            return _fail(bucket, chunk, e.kind, e.reason, attempt, task_id, s, celery)
+            return _fail(bucket, chunk, e.kind, e.reason, attempt, task_id, s, celery, force)
         except SoftTimeLimitExceeded:
             return _fail(bucket, chunk, "time_limit", f"took longer than TASK_TIME_LIMIT_S={s.task_time_limit_s} s",
-                         attempt, task_id, s, celery)
+                         attempt, task_id, s, celery, force)
         except RetryLater:
             raise
         except Exception as e:
-            return _retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery)
+            return _retry_or_fail(bucket, chunk, e, attempt, task_id, s, celery, force)
     finally:
         locks.clear_starts(name, s)
         lease.release()
@@ -118,22 +123,27 @@ def _transcribe(bucket: str, chunk: layout.ChunkKey, s: Settings) -> dict[str, A
 
 
 def _retry_or_fail(bucket: str, chunk: layout.ChunkKey, e: Exception, attempt: int, task_id: str | None,
-                   s: Settings, celery: Celery) -> dict[str, Any]:
+                   s: Settings, celery: Celery, force: bool) -> dict[str, Any]:
     kind = e.kind if isinstance(e, RetryableError) else "internal"
     reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
     if attempt <= s.task_max_retries:
         if not isinstance(e, RetryableError):
             log.exception("chunk_error key=%s (retrying)", chunk.key)
         raise RetryLater(backoff_s(attempt, s), {"attempt": attempt + 1}, f"{kind}: {reason}")
-    return _fail(bucket, chunk, kind, f"{reason} (gave up after {attempt} attempts)", attempt, task_id, s, celery)
+    return _fail(bucket, chunk, kind, f"{reason} (gave up after {attempt} attempts)", attempt, task_id, s, celery,
+                 force)
 
 
 def _fail(bucket: str, chunk: layout.ChunkKey, error: str, reason: str, attempts: int, task_id: str | None,
-          s: Settings, celery: Celery) -> dict[str, Any]:
-    """Record why the chunk has no transcript, and dead-letter it for a replay."""
+          s: Settings, celery: Celery, force: bool) -> dict[str, Any]:
+    """Record why the chunk has no transcript, and dead-letter it for a replay (once per failed upload:
+    a duplicate delivery that failed too finds the record and sends no second dead letter)."""
+    from transcription.sessions import record_failure
+
     record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key, error=error,
                          reason=reason, attempts=attempts)
-    storage.put_json(bucket, chunk.failed_key, record.model_dump_json().encode(), settings=s)
+    if not record_failure(bucket, chunk, record, replace=force, settings=s):
+        return {"status": "already_failed", "failed_key": chunk.failed_key, "error": error, "reason": reason}
     _dead_letter(bucket, chunk.key, error, reason, attempts, task_id, s, celery)
     return {"status": "failed", "failed_key": chunk.failed_key, "error": error, "reason": reason}
 

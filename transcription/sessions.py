@@ -165,6 +165,24 @@ def failed_record_is_current(bucket: str, chunk: layout.ChunkKey, *, settings: S
     return record.created_at >= modified
 
 
+def record_failure(bucket: str, chunk: layout.ChunkKey, record: FailedChunk, *, replace: bool = False,
+                   settings: Settings | None = None) -> bool:
+    """Write the chunk's failed record; True when this call recorded this upload's failure first.
+
+    Duplicate deliveries and events of one bad upload race here: the first write wins, and only its
+    writer sends the dead letter. A stale record (the chunk was uploaded again since) is replaced, and
+    so is any record with `replace` (a forced replay that failed again needs its new dead letter).
+    """
+    body = record.model_dump_json().encode()
+    if not replace:
+        if storage.put_json(bucket, chunk.failed_key, body, if_absent=True, settings=settings):
+            return True
+        if failed_record_is_current(bucket, chunk, settings=settings):
+            return False
+    storage.put_json(bucket, chunk.failed_key, body, settings=settings)
+    return True
+
+
 def stored_session_transcript(bucket: str, session_id: str, *,
                               settings: Settings | None = None) -> SessionTranscript | None:
     try:

@@ -5,6 +5,7 @@ A Redis outage is a real refused connection (a port nothing listens on), not a m
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -86,3 +87,47 @@ def test_concurrent_triggers_and_combines_give_one_result(moto, bucket) -> None:
     from tasks.session import combine_session
 
     assert combine_session.run([{"status": "transcribed"}], "race", bucket=bucket)["status"] == "exists"
+
+
+def test_duplicate_deliveries_of_a_bad_chunk_racing_give_one_dead_letter(moto, bucket) -> None:
+    """Eight deliveries of one corrupt upload at once (its event came twice, SQS delivered again):
+    one failed record and one dead letter. A forced replay that fails again gets its own."""
+    env = worker_env(moto, "sqs")
+    s = settings_for(env)
+    ensure_queues(s)
+    app = producer(env)
+    key = "sessions/dup-bad/chunks/0.wav"
+    moto.client("s3").put_object(Bucket=bucket, Key=key, Body=b"RIFF\x00\x10\x00\x00WAVEfmt not audio at all")
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: _settled(bucket, key, s, app), range(8)))
+    assert statuses.count("failed") == 1, statuses
+    assert set(statuses) <= {"failed", "already_failed", "left_to_lease_holder"}, statuses
+    [letter] = DeadLetterQueue(s, app).list()
+    assert letter.key == key and letter.error == "bad_audio"
+    assert run_chunk(bucket, key, force=True, settings=s, celery=app)["status"] == "failed"  # a replay
+    assert len(DeadLetterQueue(s, app).list()) == 2
+
+
+def _settled(bucket: str, key: str, s, app) -> str:
+    """One delivery run to its end, its lease waits included (what the worker's retries would do)."""
+    waits = 0
+    while True:
+        try:
+            return run_chunk(bucket, key, lease_waits=waits, settings=s, celery=app)["status"]
+        except RetryLater as r:
+            waits = r.kwargs.get("lease_waits", waits)
+            time.sleep(0.05)
+
+
+def test_record_failure_is_first_once_per_upload(moto, bucket) -> None:
+    s3 = moto.client("s3")
+    key = "sessions/rec/chunks/0.wav"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    c = layout.parse_chunk_key(key)
+    record = FailedChunk(session_id="rec", chunk_index=0, source_key=key, error="bad_audio", reason="no")
+    assert sessions.record_failure(bucket, c, record) is True
+    assert sessions.record_failure(bucket, c, record) is False  # the same upload: already recorded
+    assert sessions.record_failure(bucket, c, record, replace=True) is True  # a forced replay
+    time.sleep(1.1)  # S3's LastModified has whole seconds
+    s3.put_object(Bucket=bucket, Key=key, Body=b"y")  # uploaded again: newer than its record
+    assert sessions.record_failure(bucket, c, record) is True
