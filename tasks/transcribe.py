@@ -19,7 +19,7 @@ from tasks import locks
 from tasks.celery_app import TRANSCRIBE_TASK, app
 from tasks.enqueue import send_dead_letter, trigger_combine
 from tasks.retry import MAX_LEASE_WAITS, RetryLater, backoff_s, lease_wait_s
-from transcription import layout, storage
+from transcription import layout, sessions, storage
 from transcription.errors import InvalidKeyError, PermanentError, RetryableError
 from transcription.settings import Settings, get_settings
 from transcription.transcript import FailedChunk
@@ -57,7 +57,7 @@ def run_chunk(bucket: str, key: str, *, attempt: int = 1, lease_waits: int = 0, 
     try:
         if storage.exists(bucket, chunk.transcript_key, settings=s):
             result["status"] = "skipped"
-        elif not force and _failed_is_current(bucket, chunk, s):
+        elif not force and sessions.failed_record_is_current(bucket, chunk, settings=s):
             result["status"] = "already_failed"
         else:
             result.update(_transcribe_leased(bucket, chunk, attempt, lease_waits, task_id, s, celery, force))
@@ -85,7 +85,7 @@ def _transcribe_leased(bucket: str, chunk: layout.ChunkKey, attempt: int, lease_
         # again under the lease: a duplicate delivery may have waited for the one that just finished
         if storage.exists(bucket, chunk.transcript_key, settings=s):
             return {"status": "skipped"}
-        if not force and _failed_is_current(bucket, chunk, s):
+        if not force and sessions.failed_record_is_current(bucket, chunk, settings=s):
             return {"status": "already_failed"}
         starts = locks.count_start(name, s)
         limit = _max_receive_count(s)
@@ -138,11 +138,9 @@ def _fail(bucket: str, chunk: layout.ChunkKey, error: str, reason: str, attempts
           s: Settings, celery: Celery, force: bool) -> dict[str, Any]:
     """Record why the chunk has no transcript, and dead-letter it for a replay (once per failed upload:
     a duplicate delivery that failed too finds the record and sends no second dead letter)."""
-    from transcription.sessions import record_failure
-
     record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key, error=error,
                          reason=reason, attempts=attempts)
-    if not record_failure(bucket, chunk, record, replace=force, settings=s):
+    if not sessions.record_failure(bucket, chunk, record, replace=force, settings=s):
         return {"status": "already_failed", "failed_key": chunk.failed_key, "error": error, "reason": reason}
     _dead_letter(bucket, chunk.key, error, reason, attempts, task_id, s, celery)
     return {"status": "failed", "failed_key": chunk.failed_key, "error": error, "reason": reason}
@@ -152,13 +150,6 @@ def _dead_letter(bucket: str, key: str, error: str, reason: str, attempts: int, 
                  s: Settings, celery: Celery) -> None:
     send_dead_letter(TRANSCRIBE_TASK, [bucket, key], error=error, reason=reason, attempts=attempts,
                      task_id=task_id, app=celery, settings=s)
-
-
-def _failed_is_current(bucket: str, chunk: layout.ChunkKey, s: Settings) -> bool:
-    """This exact upload already failed (a duplicate delivery); a re-uploaded chunk is newer and runs."""
-    from transcription.sessions import failed_record_is_current
-
-    return failed_record_is_current(bucket, chunk, settings=s)
 
 
 _redrive_limit: dict[str, int | None] = {}
