@@ -1,4 +1,5 @@
-"""The Celery beat schedule: the midnight drain, the session sweeper and the GPU scaler.
+"""Beat, in one place: the schedule (the midnight drain, the session sweeper, the GPU scaler) and the
+process that runs it (`stt-router beat`; its command line is in `tasks.cli`, beside `stt-router drain`).
 
 - `drain`: `crontab(minute=DRAIN_MINUTE, hour=DRAIN_HOUR)` in `TIMEZONE` (the app's time zone;
   Celery's crontab follows it through DST: a wall time that does not exist that night runs at the
@@ -12,22 +13,41 @@
 The scheduler is RedBeat: the schedule lives in Redis and one Redis lock makes every other beat a
 standby, so exactly one beat sends (see `beat_config`). Every entry goes to `CONTROL_QUEUE`, where
 `stt-router beat`'s own small worker runs it: at midnight no GPU worker is up to run a drain.
+
+`stt-router beat` is one always-on process without a GPU: a Celery worker consuming only
+`CONTROL_QUEUE` (drain, sweeper, scaler; prefork, 2 processes so a long drain never delays the
+scaler) with beat embedded as a child process. Run it on two machines for a standby: RedBeat's Redis
+lock lets one beat send while the other waits for the lock, and both workers share the control
+queue. If the beat child dies (e.g. it lost its lock during a Redis outage), the whole process exits
+non-zero so its supervisor restarts it, rather than living on as a worker without a beat.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab, schedule
 
-from tasks.celery_app import DRAIN_TASK, SCALE_TASK, SWEEP_TASK
+from tasks.broker import create_or_update_queue, ensure_queues, sqs_client
+from tasks.celery_app import DRAIN_TASK, SCALE_TASK, SWEEP_TASK, app, is_sqs, predefined_queues
+from tasks.monitoring import worker_event_options
 from transcription.settings import Settings, get_settings
+
+log = logging.getLogger("beat")
 
 SCALE_INTERVAL_S = 60
 LOCK_TIMEOUT_FACTOR = 5  # RedBeat's default: the lock lapses after 5 beat intervals without a tick
+BEAT_WATCH_INTERVAL_S = 2.0
 
 
 def check(settings: Settings) -> list[str]:
@@ -61,8 +81,9 @@ def scales(settings: Settings) -> bool:
                                                and settings.scaling_policy == "queue-depth")
 
 
-def drain_crontab(settings: Settings, app: Celery | None = None) -> crontab:
-    return crontab(minute=settings.drain_minute, hour=settings.drain_hour, app=app)
+def drain_crontab(settings: Settings, app: Celery | None = None,
+                  nowfun: Callable[[], datetime] | None = None) -> crontab:
+    return crontab(minute=settings.drain_minute, hour=settings.drain_hour, app=app, nowfun=nowfun)
 
 
 def build_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
@@ -108,8 +129,7 @@ def next_drains(settings: Settings | None = None, now: datetime | None = None, c
     at = (now or datetime.now(UTC)).astimezone(UTC)
     runs = []
     for _ in range(count):
-        cron = drain_crontab(s, app)
-        cron.nowfun = lambda at=at: at.astimezone(tz)
+        cron = drain_crontab(s, app, nowfun=partial(at.astimezone, tz))
         # aware arithmetic in UTC: adding a timedelta to a zoned datetime would be wall-clock arithmetic
         nxt = at + cron.remaining_estimate(at.astimezone(tz))
         runs.append(nxt.astimezone(tz))
@@ -130,3 +150,72 @@ def describe(settings: Settings | None = None, now: datetime | None = None) -> l
         lines.append(f"scale: off ({s.scaling_policy}, CAPACITY_MODE={s.capacity_mode})")
     lines.append(f"queue: {s.control_queue}; lock: {s.beat_key_prefix}:lock in {s.redis_url.split('@')[-1]}")
     return lines
+
+
+# --- the process: beat and the small worker that runs beat's tasks ----------------------------
+
+class BeatSettingsError(Exception):
+    """Settings beat cannot run with; the message says which and why."""
+
+
+def prepare(s: Settings) -> None:
+    """Refuse bad settings; create the SQS queues when they are not predefined."""
+    problems = check(s)
+    if is_sqs(s) and predefined_queues(s) and not s.sqs_control_queue_url:
+        problems.append(f"SQS_QUEUE_URL is set but SQS_CONTROL_QUEUE_URL is not: the control queue "
+                        f"{s.control_queue!r} must be predefined too")
+    if problems:
+        raise BeatSettingsError("; ".join(problems))
+    if is_sqs(s) and not predefined_queues(s):
+        ensure_queues(s)  # the drain publishes to `transcribe`: give it its redrive policy first
+        create_or_update_queue(sqs_client(s), s.control_queue, {"VisibilityTimeout": str(s.visibility_timeout_s)})
+
+
+def _watch_beat(worker: Any, died: threading.Event, stopping: threading.Event) -> None:
+    """Stop the worker (SIGTERM to this process: a warm shutdown) when the embedded beat has died."""
+    while not stopping.wait(BEAT_WATCH_INTERVAL_S):
+        beat = getattr(worker, "beat", None)
+        if beat is None or getattr(beat, "pid", None) is None or beat.is_alive():
+            continue
+        if stopping.is_set():  # the worker is stopping and took beat with it
+            return
+        log.error("beat_died exitcode=%s: stopping so that a supervisor restarts beat", beat.exitcode)
+        died.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+
+def run_beat(*, concurrency: int = 2, loglevel: str = "INFO", hostname: str | None = None) -> int:
+    """Run beat and the control worker in this process until stopped; the exit code."""
+    s = get_settings()
+    prepare(s)
+    app.conf.update(beat_config(s))
+    worker = app.Worker(
+        hostname=hostname or f"beat@{socket.gethostname()}",
+        pool_cls="prefork",
+        concurrency=concurrency,
+        queues=[s.control_queue],
+        loglevel=loglevel,
+        beat=True,
+        scheduler="redbeat.RedBeatScheduler",
+        without_gossip=True,
+        without_mingle=True,
+        **worker_event_options(s),  # on SQS, task events for Flower go over Redis, as a GPU worker's do
+    )
+    died, stopping = threading.Event(), threading.Event()
+
+    def _stopping(**_: Any) -> None:
+        stopping.set()
+
+    def _beat_started(**_: Any) -> None:  # in the beat child: its pid, for operators (and the tests)
+        log.info("beat_process pid=%d", os.getpid())
+
+    signals.worker_shutting_down.connect(_stopping, weak=False)
+    signals.beat_embedded_init.connect(_beat_started, weak=False)
+    threading.Thread(target=_watch_beat, args=(worker, died, stopping), name="beat-watch", daemon=True).start()
+    try:
+        worker.start()
+    finally:
+        stopping.set()
+    return 1 if died.is_set() else (worker.exitcode or 0)
+

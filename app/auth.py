@@ -84,7 +84,8 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         reason = "missing API key" if presented_key(headers) is None else "invalid API key"
-        server = getattr(scope.get("app").state, "server", None) if scope.get("app") else None
+        app = scope.get("app")
+        server = getattr(app.state, "server", None) if app is not None else None
         if server is not None:
             server.metrics.errors.labels("unauthorized").inc()
         response = error_response(scope["path"], 401, "unauthorized",

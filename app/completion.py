@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from tasks.enqueue import trigger_combine
 from transcription.layout import ChunkKey
 from transcription.settings import Settings
 
@@ -19,11 +20,6 @@ log = logging.getLogger(__name__)
 def after_chunk_transcribed(bucket: str, chunk: ChunkKey, settings: Settings) -> None:
     """Runs as a background task: it never delays or fails the request. A check that fails here is
     caught up by beat's sweeper, since the chunk's transcript is already stored."""
-    try:
-        from tasks.enqueue import trigger_combine
-    except ImportError as e:  # a server installed without the task system (no celery)
-        log.warning("session completion check skipped for %s: %s", chunk.session_id, e)
-        return
     try:
         trigger_combine(bucket, chunk.session_id, settings=settings)
     except Exception:

@@ -1,7 +1,8 @@
 """The error tree mapped to HTTP: bad input is a 4xx with the reason, never a 500.
 
     UnsupportedMediaError 415 · AudioError, InvalidKeyError, OptionError, URL refused 422 · too large 413
-    NotFoundError 404 · engine loading, busy, engine failed to load, RetryableError 503 (the router retries 5xx)
+    AccessRefused 403 · NotFoundError 404
+    engine loading, busy, engine failed to load, RetryableError 503 (the router retries 5xx)
     ModelError during a request 500 (a configuration problem, not the caller's)
 
 Every error body is `ErrorResponse`: `{"detail": reason, "kind": label}`; on `/v1` routes it also
@@ -16,9 +17,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from transcription.errors import (
+    AccessRefused,
     AudioError,
     InvalidKeyError,
     ModelError,
@@ -27,29 +30,14 @@ from transcription.errors import (
     OptionError,
     PermanentError,
     RetryableError,
+    TooLarge,
     TranscriptionError,
     UnsupportedMediaError,
+    UrlFetchError,
+    UrlRefused,
 )
 
 log = logging.getLogger(__name__)
-
-
-class TooLarge(PermanentError):
-    """An upload, download or request body over its limit."""
-
-    kind = "too_large"
-
-
-class UrlRefused(PermanentError):
-    """A URL the server will not fetch: not http(s), or a non-public address."""
-
-    kind = "url_refused"
-
-
-class UrlFetchError(PermanentError):
-    """A URL that could not be fetched: unresolvable, unreachable, an HTTP error, too slow."""
-
-    kind = "url_fetch"
 
 
 class Unavailable(Exception):
@@ -73,6 +61,8 @@ def status_for(exc: TranscriptionError) -> int:
         return 413
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, AccessRefused):
+        return 403
     if isinstance(exc, AudioError | InvalidKeyError | OptionError | UrlRefused | UrlFetchError):
         return 422
     if isinstance(exc, ModelError):
@@ -142,7 +132,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s", request.url.path)
+    if isinstance(exc, ValidationError):  # its message quotes the input, which may be any S3 object
+        errors = [_clean(dict(e)) for e in exc.errors()[:5]]
+        log.error("unexpected error on %s: %s %s", request.url.path, exc.title, errors)
+    else:
+        log.exception("unexpected error on %s", request.url.path)
     return _answer(request, 500, "internal", "internal error (see the server log)")
 
 

@@ -18,7 +18,7 @@ from app.auth import AuthMiddleware, configured_key, public_paths, require_api_k
 from app.fetch import parse_allowlist
 from app.limits import FORM_OVERHEAD, BodyLimitMiddleware
 from app.metrics import MetricsMiddleware
-from app.routes import health, metrics, openai, s3, transcribe
+from app.routes import health, metrics, openai, s3, sessions, transcribe
 from app.schemas import TranscriptionText, VerboseTranscription
 from app.state import EngineLoader, Server
 from transcription.engines import Engine, get_engine
@@ -27,8 +27,8 @@ from transcription.transcript import ChunkTranscript
 
 UPLOAD_PATHS = frozenset({"/transcribe", "/v1/audio/transcriptions"})
 DESCRIPTION = """Transcribes audio chunks: uploads, S3 objects (the router's call), URLs, and OpenAI's
-transcription API. Every route but `/health`, `/metrics` and the docs needs the API key:
-`Authorization: Bearer <API_KEY>` or `X-API-Key: <API_KEY>`."""
+transcription API; and sessions (state, progress, the combined transcript). Every route but
+`/health`, `/metrics` and the docs needs the API key: `Authorization: Bearer <API_KEY>` or `X-API-Key: <API_KEY>`."""
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     authed = [Depends(require_api_key)]
     app.include_router(health.router)
     app.include_router(metrics.router, dependencies=[] if settings.public_metrics else authed)
-    for module in (transcribe, s3, openai):
+    for module in (transcribe, s3, openai, sessions):
         app.include_router(module.router, dependencies=authed)
     errors.install(app)
 

@@ -11,6 +11,7 @@ from app.errors import TooLarge
 from app.schemas import ErrorResponse
 from app.state import Server
 from transcription.formats import MEDIA_TYPES, render
+from transcription.layout import AUDIO_EXTENSIONS
 from transcription.transcript import ChunkTranscript
 
 
@@ -50,7 +51,7 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "string"}}}
-UNAUTHORIZED = {401: _error("missing or invalid API key")}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: _error("missing or invalid API key")}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("malformed request (e.g. a broken multipart body)"),
     **UNAUTHORIZED,
@@ -59,6 +60,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     500: _error("server-side error (e.g. a model the request needs is missing)"),
     503: _error("the model is loading, every inference slot is busy, or S3 failed: retry later", RETRY_AFTER),
 }
-AUDIO_ERRORS = {**ERRORS, 415: _error("not a supported audio format (wav, mp3, flac, m4a, ogg, webm)")}
+AUDIO_FILE = f"audio: {', '.join(AUDIO_EXTENSIONS)} (the container is sniffed from the bytes)"
+AUDIO_ERRORS = {**ERRORS, 415: _error(f"not a supported audio format ({', '.join(AUDIO_EXTENSIONS)})")}
 TEXT_CONTENT = {media.split(";")[0]: {"schema": {"type": "string"}} for fmt, media in MEDIA_TYPES.items()
                 if fmt not in ("json", "verbose_json")}

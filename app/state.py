@@ -43,6 +43,10 @@ class SerializedEngine:
         with self._lock:
             return self.inner.transcribe(samples, options)
 
+    def detect_language(self, samples: np.ndarray, candidates: list[str] | None = None) -> tuple[str, float]:
+        with self._lock:
+            return self.inner.detect_language(samples, candidates)
+
 
 class EngineState:
     """The engine, loaded once in a background thread so the server answers `/health` meanwhile."""
@@ -72,7 +76,7 @@ class EngineState:
         s = self.settings
         log.info("loading engine %s, model %s ...", s.engine, s.model)
         try:
-            self.engine = self._loader(s)
+            self.engine = engine = self._loader(s)
         except TranscriptionError as e:
             self.error = e.reason
         except Exception as e:  # a broken install or model must show in /health, not kill the loader silently
@@ -80,8 +84,7 @@ class EngineState:
         if self.error is not None:
             log.error("engine failed to load: %s", self.error)
             return
-        log.info("engine ready: %s %s on %s (%s)", self.engine.name, self.engine.model_name,
-                 self.engine.device, self.engine.compute_type)
+        log.info("engine ready: %s %s on %s (%s)", engine.name, engine.model_name, engine.device, engine.compute_type)
         # Measured here: a CTranslate2 model whose loading thread has exited runs about 2x slower
         # (its CPU thread pool goes with that thread), so this thread lives as long as the server.
         self._stop.wait()

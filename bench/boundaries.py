@@ -1,10 +1,18 @@
 """Word errors at chunk boundaries: whole file vs chunks combined naively vs repaired, in one run.
 
-    python bench/boundaries.py [FILE...] [--cuts 5,10,30] [--window 3] [--texts N] [--shuffled]
+    python -m bench.boundaries [FILE...] [--reference REF]... [--sample-pad S] [--cuts 5,10,30]
+                               [--window 3] [--texts N] [--shuffled] [--out NAME]
 
 Generated sessions are long texts spoken by espeak-ng (the text is the reference); each FILE is a
-real recording (the whole file transcribed at once is its reference). Every session is cut at fixed
-lengths regardless of words and each chunk is transcribed on its own, as the server and the worker
+real recording, scored against its human reference when one is given (`--reference`, in the order
+of the files: plain text, or NIST `.stm` whose utterance texts are joined in time order). Without
+one its WER columns say "no reference" (None in the JSON) instead of scoring against the engine's own
+whole-file output; the agreement with that output is kept apart as `*_vs_whole`. `--sample-pad S`
+adds pyannote's real two-person call (`sample.wav`, 30 s) with S s of silence appended and its
+human transcript (`sample.stm`): Whisper's repeated-tail trigger, with a short final chunk at every
+cut length. `whole_raw_wer` is the whole file through the raw engine (no hallucination guard).
+Every session is cut at fixed lengths regardless of words and each chunk is transcribed on its own,
+as the server and the worker
 do: once with context carry-over (`CHUNK_CONTEXT`: each chunk prompted with the previous chunk's
 transcript, as on the direct path where chunks arrive in order) and once without (a queued chunk
 whose predecessor is not transcribed yet; `--shuffled` adds chunks arriving in a random order, each
@@ -32,8 +40,6 @@ import random
 import sys
 import time
 from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
 
 from bench.common import print_table, write_result
 
@@ -89,14 +95,14 @@ TEXTS = [
 
 
 # (key, label): the printed table; every WER key is pooled over the sessions by reference words
-COLUMNS = [("whole_wer", "whole"), ("naive_wer", "naive"), ("repaired_wer", "repaired"),
+COLUMNS = [("whole_wer", "whole"), ("whole_raw_wer", "whole_raw"), ("naive_wer", "naive"), ("repaired_wer", "repaired"),
            ("repaired_wer_near_cuts", "rep_near"),
            ("naive_nocontext_wer", "naive_noctx"), ("repaired_nocontext_wer", "rep_noctx"),
            ("repaired_windows_wer", "rep_windows"), ("repaired_short_span_wer", "rep_short_span"),
            ("extra_audio_pct", "extra_audio_%"), ("extra_wall_pct", "extra_wall_%"),
            ("windows_extra_audio_pct", "win_audio_%"), ("windows_extra_wall_pct", "win_wall_%"),
            ("context_dropped", "ctx_dropped")]
-WER_KEYS = ["whole_wer", "naive_wer", "repaired_wer", "whole_wer_near_cuts", "naive_wer_near_cuts",
+WER_KEYS = ["whole_wer", "whole_raw_wer", "naive_wer", "repaired_wer", "whole_wer_near_cuts", "naive_wer_near_cuts",
             "repaired_wer_near_cuts", "naive_nocontext_wer", "repaired_nocontext_wer", "repaired_windows_wer",
             "repaired_short_span_wer", "naive_shuffled_wer", "repaired_shuffled_wer"]
 PCT_KEYS = [("extra_audio_pct", "extra_audio_s", "audio_s"), ("extra_wall_pct", "repair_wall_s", "chunk_wall_s"),
@@ -150,14 +156,18 @@ def errors_near_cuts(reference: str, times: list[float], hypothesis: str, cut: f
 
 
 def cell(key: str, value: object) -> object:
-    """Percentages as whole numbers, WERs with three decimals (print_table's float format)."""
-    return f"{value:.0f}" if key.endswith("_pct") and isinstance(value, float) else value
+    """Percentages as whole numbers, WERs with three decimals, a WER without a reference as "no reference"."""
+    if value is None and key.endswith(("_wer", "_near_cuts")):
+        return NO_REFERENCE
+    if isinstance(value, float):
+        return f"{value:.0f}" if key.endswith("_pct") else f"{value:.3f}"
+    return value
 
 
 def transcribe_chunks(name, pieces, options, engine, settings, order=None):
     """Each chunk on its own; with `order`, in that order, each with the nearest earlier transcript
     that exists by then as its context (None: no context at all). Returns transcripts and wall time."""
-    from transcription.chunk import transcribe_chunk
+    from transcription.chunk import transcribe_audio
     from transcription.context import Context
     from transcription.layout import parse_chunk_key
 
@@ -166,7 +176,7 @@ def transcribe_chunks(name, pieces, options, engine, settings, order=None):
     for i in order if order is not None else range(len(pieces)):
         earlier = [j for j in done if j < i] if order is not None else []
         context = Context(done[max(earlier)].text, max(earlier)) if earlier else None
-        done[i] = transcribe_chunk(pieces[i], options, chunk=parse_chunk_key(f"sessions/{name}/chunks/{i}.wav"),
+        done[i] = transcribe_audio(pieces[i], options, chunk=parse_chunk_key(f"sessions/{name}/chunks/{i}.wav"),
                                    engine=engine, settings=settings, context=context)
     return [done[i] for i in range(len(pieces))], time.perf_counter() - t0
 
@@ -179,19 +189,44 @@ def repaired(naive, pieces, options, engine, settings):
     return out, time.perf_counter() - t0
 
 
+def read_reference(path: Path) -> str:
+    """A reference transcript: NIST STM (utterance texts in time order) or plain text."""
+    from tests.support.real_speech import read_stm
+
+    if path.suffix.lower() == ".stm":
+        return " ".join(u.text for u in sorted(read_stm(path), key=lambda u: u.start))
+    return " ".join(path.read_text().split())
+
+
+NO_REFERENCE = "no reference"
+
+
+def scored(row: dict, reference: str | None, whole_text: str, texts: dict[str, str]) -> None:
+    """WERs against the human reference only: without one the WER keys say `None` and each text's
+    agreement with the whole-file output goes to `<key>_vs_whole` instead (both kept when there is one)."""
+    from tests.support.speech import word_error_rate
+
+    for key, text in texts.items():
+        if reference is None:
+            row[key] = None
+        row[key.replace("_wer", "_vs_whole")] = round(word_error_rate(whole_text, text), 4)
+
+
 def run_session(name, audio, reference, cuts, engine, settings, chunk_options, session_options, *,
                 short_span, shuffled):
     """Whole, naive and repaired transcripts of one session at each cut length, with timings."""
     from tests.support.speech import word_error_rate
     from transcription.audio import SAMPLE_RATE, Audio
-    from transcription.chunk import transcribe_chunk
+    from transcription.chunk import transcribe_audio
     from transcription.combine import combine_chunks
 
     t0 = time.perf_counter()
-    whole = transcribe_chunk(audio, session_options, engine=engine, settings=settings)
+    whole = transcribe_audio(audio, session_options, engine=engine, settings=settings)
     whole_wall = time.perf_counter() - t0
+    raw = transcribe_audio(audio, session_options, engine=engine,
+                           settings=settings.model_copy(update={"hallucination_guard": False}))
     ref = reference if reference is not None else whole.text
-    timed = transcribe_chunk(audio, session_options.model_copy(update={"word_timestamps": True}), engine=engine,
+    timed = transcribe_audio(audio, session_options.model_copy(update={"word_timestamps": True}), engine=engine,
                              settings=settings)
     times = reference_times(ref, timed)
     words = len(times)
@@ -199,6 +234,7 @@ def run_session(name, audio, reference, cuts, engine, settings, chunk_options, s
     windows_only = settings.model_copy(update={"boundary_regroup_below_s": 0.0})
     short = settings.model_copy(update={"boundary_regroup_span_s": short_span})
     out = {"name": name, "audio_s": round(audio.duration, 2), "reference_words": words,
+           "reference": "human" if reference is not None else NO_REFERENCE,
            "whole_wall_s": round(whole_wall, 2), "cuts": {}}
     for cut in cuts:
         n = round(cut * SAMPLE_RATE)
@@ -220,6 +256,7 @@ def run_session(name, audio, reference, cuts, engine, settings, chunk_options, s
         dropped = sum(1 for c in with_context if "context_dropped" in c.options)
         out["cuts"][str(cut)] = row = {
             "whole_wer": round(word_error_rate(ref, whole.text), 4),
+            "whole_raw_wer": round(word_error_rate(ref, raw.text), 4),
             "naive_wer": round(word_error_rate(ref, naive.text), 4),
             "repaired_wer": round(word_error_rate(ref, rep.text), 4),
             "naive_nocontext_wer": round(word_error_rate(ref, naive_nc.text), 4),
@@ -245,7 +282,18 @@ def run_session(name, audio, reference, cuts, engine, settings, chunk_options, s
             "naive_nocontext_text": naive_nc.text,
             "repaired_nocontext_text": rep_nc.text,
             "repaired_windows_text": rep_win.text,
+            "hallucination_guard": {k: v for c in with_context for k, v in c.options.items()
+                                    if k.startswith("hallucination")},
+            "repair_rejected": rep.repair.get("rejected", []),
         }
+        scored(row, reference, whole.text, {"whole_raw_wer": raw.text, "naive_wer": naive.text,
+                                             "repaired_wer": rep.text, "naive_nocontext_wer": naive_nc.text,
+                                             "repaired_nocontext_wer": rep_nc.text,
+                                             "repaired_windows_wer": rep_win.text,
+                                             "repaired_short_span_wer": rep_short.text})
+        if reference is None:
+            for k in ("whole_wer", "whole_wer_near_cuts", "naive_wer_near_cuts", "repaired_wer_near_cuts"):
+                row[k] = None
         for k, num, den in PCT_KEYS:  # this session's own (the pooled ones are computed from the seconds)
             row[k] = round(100 * row[num] / (row[den] if den in row else out[den]), 1)
         if shuffled:
@@ -256,10 +304,10 @@ def run_session(name, audio, reference, cuts, engine, settings, chunk_options, s
             row["naive_shuffled_wer"] = round(word_error_rate(ref, naive_sh.text), 4)
             row["repaired_shuffled_wer"] = round(
                 word_error_rate(ref, repaired(naive_sh, pieces, session_options, engine, settings)[0].text), 4)
-        print(f"  {name} cut {cut:g}s: whole {row['whole_wer']:.3f} naive {row['naive_wer']:.3f} "
-              f"repaired {row['repaired_wer']:.3f} (no context: naive {row['naive_nocontext_wer']:.3f} "
-              f"repaired {row['repaired_nocontext_wer']:.3f}; windows only {row['repaired_windows_wer']:.3f})",
-              file=sys.stderr)
+        print(f"  {name} cut {cut:g}s: " + " ".join(
+            f"{k.removesuffix('_wer')} {cell(k, row[k])}" for k in
+            ("whole_wer", "whole_raw_wer", "naive_wer", "repaired_wer", "naive_nocontext_wer",
+             "repaired_nocontext_wer", "repaired_windows_wer")), file=sys.stderr)
     out["whole_text"] = whole.text
     return out
 
@@ -283,6 +331,11 @@ def pooled(sessions: list[dict], cut: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path, help="real recordings (any supported container)")
+    parser.add_argument("--reference", action="append", type=Path, default=[],
+                        help="the human reference of each FILE in order (text, or .stm)")
+    parser.add_argument("--sample-pad", type=float, default=None, metavar="S",
+                        help="add pyannote's sample call with S s of silence appended, scored against sample.stm")
+    parser.add_argument("--out", default="boundaries", help="result file name in bench/results (without .json)")
     parser.add_argument("--cuts", default="5,10,30", help="chunk lengths in seconds")
     parser.add_argument("--window", type=float, default=None, help="BOUNDARY_WINDOW_S (default: the setting)")
     parser.add_argument("--short-span", type=float, default=20.0,
@@ -317,10 +370,22 @@ def main() -> None:
     for i, text in enumerate(TEXTS[:args.texts]):
         generated.append(run_session(f"text{i}", load_audio(speak(text), settings), text, cuts, engine, settings,
                                      chunk_options, session_options, **kw))
+    if len(args.reference) > len(args.files):
+        parser.error("more --reference than files")
     recordings = {}
-    for path in args.files:
-        recordings[str(path)] = run_session(path.stem, load_audio(path, settings), None, cuts, engine, settings,
-                                            chunk_options, session_options, **kw)
+    for i, path in enumerate(args.files):
+        reference = read_reference(args.reference[i]) if i < len(args.reference) else None
+        recordings[str(path)] = run_session(path.stem, load_audio(path, settings), reference, cuts, engine,
+                                            settings, chunk_options, session_options, **kw)
+    if args.sample_pad is not None:
+        from tests.support.real_speech import load_sample
+        from transcription.audio import Audio
+
+        call = load_sample().pad(after_s=args.sample_pad)
+        label = f"sample.wav+{args.sample_pad:g}s"
+        recordings[label] = run_session(f"sample-pad{args.sample_pad:g}", Audio(call.samples, "wav"),
+                                        call.reference_text, cuts, engine, settings, chunk_options,
+                                        session_options, **kw)
 
     result: dict[str, object] = {str(c): pooled(generated, str(c)) for c in cuts} if generated else {}
     header = ["cut_s", *(label for _, label in COLUMNS)]
@@ -340,7 +405,8 @@ def main() -> None:
         for path, s in recordings.items():
             result["recordings"][path] = {c: {k: v for k, v in r.items() if not k.endswith("_text")}
                                           for c, r in s["cuts"].items()}
-            print_table(f"{path} ({s['audio_s']:.0f} s; reference: the whole file transcribed at once)", header,
+            result["recordings"][path]["reference"] = s["reference"]
+            print_table(f"{path} ({s['audio_s']:.0f} s; reference: {s['reference']})", header,
                         [[c, *(cell(k, r.get(k, "-")) for k, _ in COLUMNS)] for c, r in s["cuts"].items()])
     result["window_s"] = settings.boundary_window_s
     result["regroup_below_s"] = settings.boundary_regroup_below_s
@@ -352,7 +418,7 @@ def main() -> None:
     result["engine"] = {"name": engine.name, "model": engine.model_name, "compute_type": engine.compute_type}
     result["bench_wall_s"] = round(time.perf_counter() - started, 1)
     result["sessions"] = generated + list(recordings.values())
-    write_result("boundaries", result)
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

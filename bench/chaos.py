@@ -1,6 +1,6 @@
 """The fault-injection run: the whole system on real processes, six faults, and what came out.
 
-    python bench/chaos.py [--sessions 20] [--chunks-per-session 10] [--drain-sessions 5] ...
+    python -m bench.chaos [--sessions 20] [--chunks-per-session 10] [--drain-sessions 5] ...
 
 Drives moto's S3/SQS/EventBridge server, a private Redis, the API server behind a fault proxy, a
 GPU worker, beat and the router on S3's own events with 200 chunks of generated speech in 20
@@ -16,7 +16,13 @@ sessions with manifests (by default), and injects:
    `stt-router dlq list`; and a chunk that kills its worker process every time (a documented fake:
    `bench/chaos_hooks/sitecustomize.py`) dead-lettered after maxReceiveCount receives;
 6. 5 backlog sessions through the drain's chords with 10% of their members failing once (S3
-   errors): every session combined exactly once, chunks in order.
+   errors): every session combined exactly once, chunks in order;
+7. recorders' mistakes (issue 14): a chunk uploaded again 0.2 s later with other speech (the later
+   audio's transcript must stay), a zero-byte chunk (failed with its reason), a manifest saying
+   `total_chunks: 0` (reported, then corrected) and one with an invalid language (dropped, listed);
+8. a failed send (issue 14, hole 5): the router's invocation on a session's completing manifest
+   event runs with its broker at a closed port (the combine's send raises, the invocation fails),
+   then the event is routed again with the right settings and must queue the combine at once.
 
 Prints a table and writes `bench/results/chaos.json`: `sent`, `transcribed`, `failed` (each with
 its reason), `lost`, `duplicate_outputs`, `sessions_expected`, `sessions_combined`,
@@ -26,14 +32,10 @@ promise's checks (`checks`). Exit code 1 if a check failed.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import print_table, write_result
@@ -78,6 +80,20 @@ def report(r: dict[str, Any]) -> None:
     rows.append(["6 chords", f"{ch['sessions']} sessions, {len(ch['failing_once'])} members failing once",
                  f"combined once {ch['combined_once']}, in order {ch['in_order']}, retries "
                  f"{[x['task_retries'] for x in ch['failing_once']]}"])
+    m = f["mistakes"]
+    for x in m["reuploads"]:
+        rows.append(["7 re-upload", x["key"], f"{x['uploads']} uploads 0.2 s apart; transcript of the later audio: "
+                     f"{x['later_audio_won']} (WER {x.get('wer_later')})"])
+    for x in m["zero_byte"]:
+        rows.append(["7 zero-byte", x["key"], f"failed record: {x['failed_record']} ({x['reason']})"])
+    for what, x in m["manifests"].items():
+        rows.append([f"7 manifest {what}", x["session"],
+                     f"reported {x['reported']}, combined once {x['combined_once']}"])
+    for x in f["failed_sends"]["sends"]:
+        rows.append(["8 failed send", x["key"], f"invocation on a dead broker: {x['first_decision']} (exit failed: "
+                     f"{x['invocation_failed']}); retried event queued the combine: {x['retry_combine_queued']}"
+                     f"{'' if x['swept_after_s'] is None else ', swept ' + str(x['swept_after_s']) + ' s after'}; "
+                     f"combined once {x['combined_once']}"])
     print_table("faults", ["fault", "what", "outcome"], rows)
     print_table("checks", ["check", "ok"], [[k, v] for k, v in r["checks"].items()])
 
@@ -95,6 +111,11 @@ def main() -> None:
     parser.add_argument("--router-timeout", type=float, default=20.0, help="ROUTER_REQUEST_TIMEOUT_S")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting after this long")
     parser.add_argument("--boundary-repair", action="store_true", help="combine with BOUNDARY_REPAIR=true")
+    parser.add_argument("--reuploads", type=int, default=1, help="live chunks uploaded again 0.2 s later")
+    parser.add_argument("--zero-byte", type=int, default=1, help="live chunks uploaded with no bytes")
+    parser.add_argument("--no-manifest-mistakes", action="store_true")
+    parser.add_argument("--failed-sends", type=int, default=2,
+                        help="sessions whose completing router invocation first meets a dead broker")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--output", default="chaos", help="result name under bench/results/")
     args = parser.parse_args()
@@ -106,7 +127,9 @@ def main() -> None:
                 drain_sessions=args.drain_sessions, corrupt=args.corrupt, poison=not args.no_poison,
                 worker_kills=args.worker_kills, redis_kills=args.redis_kills,
                 upload_interval_s=args.upload_interval, router_timeout_s=args.router_timeout,
-                timeout_s=args.timeout, boundary_repair=args.boundary_repair, seed=args.seed)
+                timeout_s=args.timeout, boundary_repair=args.boundary_repair, seed=args.seed,
+                reuploads=args.reuploads, zero_byte=args.zero_byte, manifest_mistakes=not args.no_manifest_mistakes,
+                failed_sends=args.failed_sends)
     result = run(plan)
     result["checks"] = checks(result)
     result["ok"] = all(result["checks"].values())

@@ -11,6 +11,10 @@
   on the worker's path only) turns into a SIGKILL of the process decoding it.
 - Duplicate events: a second EventBridge rule with the same pattern and target, so S3 delivers
   every event twice (EventBridge's at-least-once delivery, made certain).
+- Failed sends: `hold_events` takes chosen keys' events off the router's rule and delivers them to
+  a queue of the run's own, so that the run can invoke the router's handler on such an event with
+  its broker at a dead endpoint (the send raises for real) before handing the event to the router,
+  as Lambda's retry would.
 """
 
 from __future__ import annotations
@@ -148,6 +152,37 @@ def duplicate_events(events: Any, sqs: Any, rule: str, queue_url: str) -> str:
     })})
     events.put_targets(Rule=dup, Targets=[{"Id": "router-duplicate", "Arn": queue_arn}])
     return dup
+
+
+def _allow_rule(sqs: Any, queue_url: str, rule_arns: list[str]) -> str:
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                       "Action": "sqs:SendMessage", "Resource": queue_arn,
+                       "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}}}],
+    })})
+    return queue_arn
+
+
+def hold_events(events: Any, sqs: Any, rule: str, prefixes: list[str], held: list[str], queue: str) -> str:
+    """Narrow `rule` to `prefixes` (which must not cover the `held` keys) and deliver the events of
+    the `held` keys to `queue` instead, through a rule of their own; returns that queue's URL.
+
+    Call it before `duplicate_events`, which copies `rule`'s pattern."""
+    original = events.describe_rule(Name=rule)
+    pattern = json.loads(original["EventPattern"])
+    pattern["detail"]["object"]["key"] = [{"prefix": p} for p in prefixes]
+    events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
+                    Description=original.get("Description", ""))
+    held_pattern = json.loads(original["EventPattern"])
+    held_pattern["detail"]["object"]["key"] = list(held)
+    arn = events.put_rule(Name=f"{rule}-held", EventPattern=json.dumps(held_pattern), State="ENABLED",
+                          Description="chaos run: events the run invokes the router on first")["RuleArn"]
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    queue_arn = _allow_rule(sqs, url, [arn])
+    events.put_targets(Rule=f"{rule}-held", Targets=[{"Id": "held", "Arn": queue_arn}])
+    return url
 
 
 def speech_pool(n: int) -> list[tuple[str, Path]]:

@@ -13,7 +13,14 @@ The phases:
    the chord members fail once (S3 errors). Once the poison chunk is dead-lettered (its count of
    deaths lives in Redis, which the next phase wipes), the live sessions upload a chunk at a time.
 4. During the uploads the worker's process group is SIGKILLed mid-chunk and Redis is killed and
-   restarted, at fixed points of progress.
+   restarted, at fixed points of progress. Recorders' mistakes come with them (issue 14): a chunk
+   uploaded again 0.2 s after its first upload with other speech (the later audio must win), a
+   zero-byte chunk (failed with its reason), a session whose first manifest says `total_chunks: 0`
+   (invalid, reported, corrected at the end) and one whose manifests carry an invalid language.
+   A failed send (issue 14, hole 5): a session's final manifest is written once its chunks have
+   ended, so its event is the one that queues the combine; the router's first invocation on that
+   event runs with its broker at a dead endpoint (the send raises, the invocation fails as Lambda's
+   would), then the event goes to the router with the right settings, as Lambda's retry would.
 5. The run waits until every chunk is transcribed or failed and every session is combined (or the
    time limit), lets late duplicates land, and collects.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,12 +45,15 @@ from bench.chaos_faults import (
     S3FaultProxy,
     corrupt_chunks,
     duplicate_events,
+    hold_events,
     poison_chunk,
     speech_pool,
 )
 from bench.chaos_system import RUN_TIMINGS, System, wait_until
 from bench.common import percentile
+from devstack import redis_server
 from router_lambda.emf import decision_lines
+from router_lambda.events import parse_event
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RECEIVE_COUNT = int(RUN_TIMINGS["MAX_RECEIVE_COUNT"])
@@ -67,6 +78,10 @@ class Plan:
     upload_interval_s: float = 3.0  # a pace the two engines keep up with, so latency shows the faults
     timeout_s: float = 3600.0
     boundary_repair: bool = False
+    reuploads: int = 1  # live chunks uploaded again 0.2 s after their first upload, with other speech
+    zero_byte: int = 1  # live chunks uploaded with no bytes
+    manifest_mistakes: bool = True  # a live session's first manifest says total_chunks 0; another's language is invalid
+    failed_sends: int = 1  # live sessions whose combine-queuing router invocation first meets a dead broker
     seed: int = 8
     speech_files: int = 18
 
@@ -80,12 +95,14 @@ class Chunk:
     key: str
     session_id: str
     index: int
-    kind: str  # "speech", "corrupt", "poison"
+    kind: str  # "speech", "corrupt", "poison", "empty"
     text: str | None = None
     what: str | None = None
     uploaded_at: float = 0.0
     path: str = "router"  # "router" (live upload) or "drain" (backlog)
     body: bytes = field(default=b"", repr=False)
+    retake: tuple[str, bytes] | None = field(default=None, repr=False)  # (text, bytes) uploaded 0.2 s later
+    etags: list[str] = field(default_factory=list)  # of each upload, in order
 
 
 @dataclass
@@ -97,6 +114,11 @@ class RunState:
     worker_kills: list[dict[str, Any]] = field(default_factory=list)
     chord_faults: list[str] = field(default_factory=list)
     drain_queued_at: float | None = None
+    manifest_zero: str | None = None  # the session whose first manifest says total_chunks 0
+    manifest_hint: str | None = None  # the session whose manifests name an invalid language
+    failed_send_sessions: list[str] = field(default_factory=list)  # final manifest's first send fails
+    failed_sends: list[dict[str, Any]] = field(default_factory=list)  # one per failed invocation
+    held_queue: str | None = None  # the URL of the queue those sessions' manifest events go to first
     started: float = field(default_factory=time.time)
     notes: list[str] = field(default_factory=list)
 
@@ -145,6 +167,12 @@ def run(plan: Plan, run_dir: Path | None = None, say=print) -> dict[str, Any]:
         system.add_router()
         took.update(system.start(["router"]))
         say("ready: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
+        if state.failed_send_sessions:  # before duplicate_events, which copies the router's rule
+            held = state.failed_send_sessions
+            prefixes = [f"sessions/{sid}/" for sid in state.sessions if sid not in held]
+            prefixes += [f"sessions/{sid}/chunks/" for sid in held]
+            state.held_queue = hold_events(clients["events"], clients["sqs"], "stt-router-sessions", prefixes,
+                                           [f"sessions/{sid}/manifest.json" for sid in held], f"{run_id}-held")
         if plan.duplicate_events:
             duplicate_events(clients["events"], clients["sqs"], "stt-router-sessions",
                              clients["sqs"].get_queue_url(QueueName="stt-router-events")["QueueUrl"])
@@ -174,6 +202,7 @@ def run(plan: Plan, run_dir: Path | None = None, say=print) -> dict[str, Any]:
         faults.start()
         _upload_live(plan, state, s3, bucket, say)
         faults.join(timeout=600)
+        _failed_sends(plan, state, system, clients, bucket, say)
         say("uploads done; waiting for every chunk and session to end")
         finished = _wait_done(plan, state, s3, bucket, say, deadline=time.monotonic() + plan.timeout_s)
         _settle(system, proxy, clients, plan)
@@ -231,36 +260,156 @@ def _plan_chunks(plan: Plan, state: RunState, pool: list[tuple[str, Path]], mark
             keys.append(c.key)
         state.sessions[sid] = keys
     state.uploads_total = len(live) * n
+    _plan_mistakes(plan, state, pool, counter)
+
+
+def _plan_mistakes(plan: Plan, state: RunState, pool: list[tuple[str, Path]], counter: int) -> None:
+    """Recorders' mistakes on live speech chunks, none of them a session's last chunk (whose
+    upload completes the session): re-uploads, zero-byte chunks, and the two manifest mistakes."""
+    live = _live_ids(plan)
+    spots = [state.sessions[sid][i] for i in range(plan.chunks_per_session - 1) for sid in live
+             if state.chunks[state.sessions[sid][i]].kind == "speech"]
+    for n, key in enumerate(spots[:plan.reuploads]):
+        c = state.chunks[key]
+        others = [(t, p) for t, p in pool if t != c.text]  # other speech, in the chunk's own format if there is
+        same = [(t, p) for t, p in others if p.suffix == Path(key).suffix] or others
+        text, path = same[(counter + n) % len(same)]
+        c.retake = (text, path.read_bytes())
+    for key in spots[plan.reuploads:plan.reuploads + plan.zero_byte]:
+        c = state.chunks[key]
+        c.kind, c.text, c.body, c.what = "empty", None, b"", "a zero-byte chunk"
+    if plan.manifest_mistakes and live:
+        state.manifest_zero = live[min(1, len(live) - 1)]
+        state.manifest_hint = live[min(2, len(live) - 1)]
+    # the last live sessions, not one with a manifest mistake
+    plain = [sid for sid in reversed(live) if sid not in (state.manifest_zero, state.manifest_hint)]
+    state.failed_send_sessions = sorted(plain[:plan.failed_sends])
 
 
 def _upload(s3: Any, bucket: str, c: Chunk) -> None:
-    s3.put_object(Bucket=bucket, Key=c.key, Body=c.body)
+    c.etags.append(s3.put_object(Bucket=bucket, Key=c.key, Body=c.body)["ETag"].strip('"'))
     c.uploaded_at = time.time()
+    if c.retake is not None:  # the recorder uploads it again 0.2 s later: the later audio is the chunk
+        time.sleep(0.2)
+        c.text, c.body = c.retake
+        c.etags.append(s3.put_object(Bucket=bucket, Key=c.key, Body=c.body)["ETag"].strip('"'))
 
 
-def _manifest(s3: Any, bucket: str, sid: str, total: int | None) -> None:
-    body = {"title": f"chaos session {sid}", "language": "en"}
+def _manifest(s3: Any, bucket: str, sid: str, total: int | None, language: str = "en") -> str:
+    body: dict[str, Any] = {"title": f"chaos session {sid}", "language": language}
     if total is not None:
         body["total_chunks"] = total
-    s3.put_object(Bucket=bucket, Key=f"sessions/{sid}/manifest.json", Body=json.dumps(body).encode())
+    put = s3.put_object(Bucket=bucket, Key=f"sessions/{sid}/manifest.json", Body=json.dumps(body).encode())
+    return str(put["ETag"]).strip('"')
 
 
 def _upload_live(plan: Plan, state: RunState, s3: Any, bucket: str, say) -> None:
     """Recorders: every live session uploads one chunk per round; the manifest gets total_chunks at the end."""
     live = _live_ids(plan)
+
+    def language(sid: str) -> str:
+        return "english" if sid == state.manifest_hint else "en"  # an invalid hint: dropped, listed
+
     for sid in live:
-        _manifest(s3, bucket, sid, total=None)
+        _manifest(s3, bucket, sid, total=0 if sid == state.manifest_zero else None, language=language(sid))
     last_say = time.monotonic()
     for idx in range(plan.chunks_per_session):
         for sid in live:
             _upload(s3, bucket, state.chunks[state.sessions[sid][idx]])
             state.uploads_done += 1
-            if idx == plan.chunks_per_session - 1:
-                _manifest(s3, bucket, sid, total=plan.chunks_per_session)
+            if idx == plan.chunks_per_session - 1 and sid not in state.failed_send_sessions:
+                _manifest(s3, bucket, sid, total=plan.chunks_per_session, language=language(sid))
             if time.monotonic() - last_say > 30:
                 last_say = time.monotonic()
                 say(f"  uploaded {state.uploads_done}/{state.uploads_total} live chunks")
             time.sleep(plan.upload_interval_s)
+
+
+# --- the failed send (issue 14, hole 5) ---------------------------------------------------------------
+# one Lambda invocation of the router's handler, in a process of its own with the settings it is given
+_INVOKE = """
+import json, sys, uuid
+from router_lambda.handler import handler
+from router_lambda.local import LocalContext
+handler(json.load(sys.stdin), LocalContext(150, str(uuid.uuid4())))
+"""
+
+
+def _held_events(sqs: Any, url: str, wait_s: int = 1) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    out = []
+    for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s).get("Messages", []):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        out.append((m, json.loads(m["Body"])))
+    return out
+
+
+def _failed_sends(plan: Plan, state: RunState, system: System, clients: dict[str, Any], bucket: str, say) -> None:
+    """For each failed-send session: once its chunks have ended, write its final manifest (so that
+    manifest's event is the one that queues the combine), invoke the router's handler on that event
+    with its broker at a closed port (the combine's send raises, the invocation fails), then hand the
+    event unchanged to the router's queue (`router-local` invokes it with the right settings, as
+    Lambda retries a failed invocation). Earlier manifest events of these sessions are handed on at once."""
+    if not state.failed_send_sessions or state.held_queue is None:
+        return
+    sqs, s3 = clients["sqs"], clients["s3"]
+    router_queue = sqs.get_queue_url(QueueName="stt-router-events")["QueueUrl"]
+    while held := _held_events(sqs, state.held_queue):  # the first manifests (no total_chunks): not this fault
+        for m, _ in held:
+            sqs.send_message(QueueUrl=router_queue, MessageBody=m["Body"])
+    dead = f"sqs://chaos:chaos@127.0.0.1:{redis_server.free_port()}"  # nothing listens there
+    log = system.run_dir / "failed-send.log"
+    for sid in state.failed_send_sessions:
+        keys = set(state.sessions[sid])
+
+        def chunks_ended(keys: set[str] = keys) -> bool:
+            done_t, done_f, _ = _ended(state, s3, bucket)
+            return keys <= done_t | done_f
+
+        wait_until(chunks_ended, 300, f"the chunks of {sid} to end", interval=1)
+        # and no delivery left in flight: a late duplicate of one of its chunks (a run's other messages
+        # skip after it) checks the session's completion too, and would queue the combine first
+        try:
+            wait_until(lambda: _queue_quiet(sqs, system.env["TRANSCRIBE_QUEUE"]), 90, "the transcribe queue to empty",
+                       interval=1)
+        except Exception:
+            state.notes.append(f"failed send for {sid}: the transcribe queue was not empty before its manifest")
+        # just after a sweep: the sweeper, which checks ended sessions every SWEEP_INTERVAL_S, is not
+        # to race the failed invocation or its retry for the combine
+        sweeps = system.log("beat").count("sweep_done bucket=")
+        try:
+            wait_until(lambda n=sweeps: system.log("beat").count("sweep_done bucket=") > n, 60, "a sweep", interval=0.2)
+        except Exception:
+            state.notes.append(f"failed send for {sid}: no sweep seen before its manifest was written")
+        etag = _manifest(s3, bucket, sid, total=plan.chunks_per_session)
+        key = f"sessions/{sid}/manifest.json"
+        entry: dict[str, Any] = {"session": sid, "key": key, "etag": etag, "broker": dead}
+        deadline = time.monotonic() + 60
+        event = None
+        while event is None and time.monotonic() < deadline:
+            for m, body in _held_events(sqs, state.held_queue):
+                if any(getattr(o, "etag", None) == etag for o in parse_event(body)):  # the router's reader
+                    event = m["Body"]
+                else:
+                    sqs.send_message(QueueUrl=router_queue, MessageBody=m["Body"])
+        if event is None:
+            state.notes.append(f"failed send for {sid} not injected: its manifest's event never came")
+            say(f"  fault: failed send for {sid} not injected (no event)")
+            continue
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-c", _INVOKE], input=event, env=system.child_env(CELERY_BROKER_URL=dead),
+                             cwd=ROOT, capture_output=True, text=True, timeout=170)
+        with log.open("a") as f:
+            f.write(f"--- {sid}: exit {run.returncode}\n{run.stdout}{run.stderr}")
+        first = next((d for d in decision_lines(run.stdout) if d.get("key") == key), {})
+        entry.update(invocation_failed=run.returncode != 0, invocation_s=round(time.monotonic() - started, 1),
+                     failed_at=time.time(),
+                     first_decision=first.get("decision"), first_reason=str(first.get("reason", ""))[:300],
+                     error=(run.stderr.strip().splitlines() or [""])[-1][:300])
+        sqs.send_message(QueueUrl=router_queue, MessageBody=event)  # the retry, with the right settings
+        entry["retried_at"] = time.time()
+        state.failed_sends.append(entry)
+        say(f"  fault: {sid}'s final manifest routed with a dead broker: exit {run.returncode} "
+            f"({entry['first_decision']}) in {entry['invocation_s']} s; the event goes to the router again")
 
 
 # --- faults during the uploads ----------------------------------------------------------------------
@@ -383,19 +532,21 @@ def _wait_done(plan: Plan, state: RunState, s3: Any, bucket: str, say, deadline:
     return False
 
 
+def _queue_quiet(sqs: Any, name: str) -> bool:
+    """No message waiting, in flight or delayed on the SQS queue `name`."""
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return not any(int(a.get(k, 0)) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                                              "ApproximateNumberOfMessagesDelayed"))
+
+
 def _settle(system: System, proxy: RandomFaultProxy, clients: dict[str, Any], plan: Plan) -> None:
     """Let late duplicates land: stalled requests forwarded, queued duplicates run, events handled."""
     sqs = clients["sqs"]
     queues = [system.env["TRANSCRIBE_QUEUE"], "stt-router-events"]
 
     def quiet() -> bool:
-        for name in queues:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-            if any(int(a.get(k, 0)) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                                                "ApproximateNumberOfMessagesDelayed")):
-                return False
-        return True
+        return all(_queue_quiet(sqs, name) for name in queues)
 
     time.sleep(plan.router_timeout_s + 6)  # the last stalled request is forwarded by now
     try:
@@ -432,6 +583,24 @@ def _versions(s3: Any, bucket: str, prefix: str) -> Counter:
     return counts
 
 
+def _chunk_duplicates(s3: Any, bucket: str, versions: Counter) -> dict[str, int]:
+    """Chunk transcripts written more than once for one audio version (a re-uploaded chunk's new
+    audio may replace its old transcript: that is one output per audio, not a duplicate)."""
+    out = {}
+    for key, n in versions.items():
+        if n < 2 or "/chunks/" not in key:
+            continue
+        sources: Counter = Counter()
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            for v in page.get("Versions", []):
+                if v["Key"] == key:
+                    meta = s3.head_object(Bucket=bucket, Key=key, VersionId=v["VersionId"]).get("Metadata", {})
+                    sources[meta.get("source-etag") or v["VersionId"]] += 1
+        if any(c > 1 for c in sources.values()):
+            out[key] = n
+    return out
+
+
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -447,7 +616,8 @@ def _collect(plan: Plan, state: RunState, system: System, proxy: RandomFaultProx
     for name in ("api", "worker"):
         engine_runs.update(re.findall(r"engine_run .*? key=(sessions/\S+)", logs[name]))
     versions = _versions(s3, bucket, "transcripts/")
-    duplicate_outputs = {k: n for k, n in versions.items() if n > 1}
+    duplicate_outputs = {k: n for k, n in versions.items() if n > 1 and "/chunks/" not in k}
+    duplicate_outputs.update(_chunk_duplicates(s3, bucket, versions))
 
     # chunks: transcribed, failed (with reasons), lost; latency
     failed, latencies = [], {"router": [], "drain": []}
@@ -516,6 +686,8 @@ def _collect(plan: Plan, state: RunState, system: System, proxy: RandomFaultProx
             "duplicate_events": _fault_duplicates(decisions, state, logs, engine_runs, duplicate_outputs),
             "bad_input": _fault_bad_input(state, failed, dlq, logs, engine_runs, decisions),
             "chords": _fault_chords(state, sessions, logs, s3_proxy, plan),
+            "mistakes": _fault_mistakes(state, sessions, decisions, failed, s3, bucket),
+            "failed_sends": _fault_failed_sends(state, sessions, decisions, logs["beat"]),
         },
         "restarts": {name: len(part.starts) - 1 for name, part in system.parts.items()},
     }
@@ -608,7 +780,7 @@ def _fault_bad_input(state: RunState, failed: list[dict[str, Any]], dlq: dict[st
             letters[letter["key"]].append(letter)
     out: dict[str, Any] = {"corrupt": [], "poison": None, "dlq_list_ok": dlq["returncode"] == 0}
     for key, c in sorted(state.chunks.items()):
-        if c.kind == "speech":
+        if c.kind in ("speech", "empty"):  # an empty chunk is a recorder's mistake: `faults.mistakes`
             continue
         f = by_key.get(key, {})
         dl = letters.get(key, [])
@@ -620,7 +792,9 @@ def _fault_bad_input(state: RunState, failed: list[dict[str, Any]], dlq: dict[st
                  "routes": sorted(Counter(d["decision"] for d in decisions if d.get("key") == key).items())}
         if c.kind == "poison":
             # each death is one receive; the receive after the last death finds the count at its limit
-            entry["pool_process_deaths"] = logs["worker"].count(f"chunk_died key={key} ")
+            # the lease a chunk's delivery holds is named <bucket>/<key> (tasks.locks.chunk_name)
+            entry["pool_process_deaths"] = len(re.findall(rf"delivery_died lease=\S*/{re.escape(key)} ",
+                                                          logs["worker"]))
             entry["deliveries"] = entry["pool_process_deaths"] + (1 if f else 0)
             out["poison"] = entry
         else:
@@ -634,7 +808,9 @@ def _fault_chords(state: RunState, sessions: dict[str, Any], logs: dict[str, str
     night = _drain_ids(plan)
     return {
         "drain": {"sessions": int(drain[-1][0]), "chunks": int(drain[-1][1])} if drain else None,
-        "failing_once": [{"key": k, "task_retries": logs["worker"].count(f"chunk_retry key={k} ")}
+        # tried again once: its task retried, or (in a session run) deferred to the backlog's next delivery
+        "failing_once": [{"key": k, "task_retries": logs["worker"].count(f"chunk_retry key={k} ")
+                          + logs["worker"].count(f"run_deferred key={k} ")}
                          for k in state.chord_faults],
         "s3_errors_injected": s3_proxy.injected(),
         "sessions": len(night),
@@ -642,6 +818,77 @@ def _fault_chords(state: RunState, sessions: dict[str, Any], logs: dict[str, str
         "in_order": sum(1 for s in night if sessions[s].get("in_order")),
         "session_combined_lines": {s: logs["worker"].count(f"session_combined session={s} ") for s in night},
     }
+
+
+def _fault_mistakes(state: RunState, sessions: dict[str, Any], decisions: list[dict[str, Any]],
+                    failed: list[dict[str, Any]], s3: Any, bucket: str) -> dict[str, Any]:
+    """Re-uploaded chunks (whose transcript must be the later audio's), zero-byte chunks (failed
+    with the reason), and the manifest mistakes (reported by the router; the session still
+    combined once)."""
+    from tests.support.speech import word_error_rate
+
+    by_key = {f["key"]: f for f in failed}
+    reuploads = []
+    for key, c in sorted(state.chunks.items()):
+        if c.retake is None:
+            continue
+        entry: dict[str, Any] = {"key": key, "uploads": len(c.etags), "later_etag": c.etags[-1]}
+        try:
+            t = _get_json(s3, bucket, f"transcripts/{c.session_id}/chunks/{c.index}.json")
+            entry.update(source_etag=t.get("source_etag"), wer_later=round(word_error_rate(c.text or "", " ".join(
+                s["text"] for s in t["segments"])), 3))
+        except Exception as e:
+            entry["error"] = f"{type(e).__name__}: {e}"
+        entry["later_audio_won"] = entry.get("source_etag") == c.etags[-1] and entry.get("wer_later", 1.0) < 0.35
+        reuploads.append(entry)
+    empty = [{"key": k, "failed_record": k in by_key, "reason": by_key.get(k, {}).get("reason"),
+              "routes": sorted(Counter(d["decision"] for d in decisions if d.get("key") == k).items())}
+             for k, c in sorted(state.chunks.items()) if c.kind == "empty"]
+    manifests = {}
+    for what, sid in (("total_chunks_0", state.manifest_zero), ("invalid_language", state.manifest_hint)):
+        if sid is None:
+            continue
+        routed = [d for d in decisions if d.get("key") == f"sessions/{sid}/manifest.json"]
+        manifests[what] = {
+            "session": sid,
+            "reported": any(d["decision"] == "failed" and "manifest invalid" in d.get("reason", "") for d in routed)
+            if what == "total_chunks_0" else
+            any("language" in " ".join(d.get("detail", {}).get("problems", [])) for d in routed),
+            "combined_once": sessions[sid]["json_versions"] == 1,
+        }
+    return {"reuploads": reuploads, "zero_byte": empty, "manifests": manifests}
+
+
+def _log_times(log: str, pattern: str) -> list[float]:
+    """The times of a Celery log's lines matching `pattern` (lines start `[YYYY-mm-dd HH:MM:SS,ms`)."""
+    out = []
+    for line in log.splitlines():
+        if re.search(pattern, line) and (m := re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+)", line)):
+            out.append(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S").timestamp() + int(m[2]) / 1000)
+    return out
+
+
+def _fault_failed_sends(state: RunState, sessions: dict[str, Any], decisions: list[dict[str, Any]],
+                        beat_log: str) -> dict[str, Any]:
+    """Each failed send: its invocation failed on the dead broker, and the same event, routed again
+    with the right settings, queued the combine (the once-only flag was taken back: kept, it would
+    hold every trigger off for its TTL); combined once. Should a sweep come between the two, the
+    sweep queues it, also within the flag's TTL of the failure."""
+    flag_ttl = max(60, int(RUN_TIMINGS["VISIBILITY_TIMEOUT_S"]))  # trigger_combine's once-only flag
+    out = []
+    for e in state.failed_sends:
+        retried = [d for d in decisions if d.get("key") == e["key"] and d.get("etag") == e["etag"]]
+        swept = [t - e["failed_at"] for t in _log_times(beat_log, rf"combine_triggered session={e['session']} ")
+                 if t >= e["failed_at"] - 1]
+        entry = {**e, "retry_decisions": [d["decision"] for d in retried],
+                 "retry_combine_queued": any(d.get("detail", {}).get("combine_queued") for d in retried),
+                 "swept_after_s": round(min(swept), 1) if swept else None,
+                 "combined_once": sessions[e["session"]]["json_versions"] == 1}
+        entry["queued_within_flag_ttl"] = entry["retry_combine_queued"] or (
+            entry["swept_after_s"] is not None and entry["swept_after_s"] < flag_ttl)
+        out.append(entry)
+    return {"sessions": state.failed_send_sessions, "failed_sends": sum(1 for e in out if e["invocation_failed"]),
+            "sends": out}
 
 
 def checks(r: dict[str, Any]) -> dict[str, bool]:
@@ -681,4 +928,16 @@ def checks(r: dict[str, Any]) -> dict[str, bool]:
             and poison["deliveries"] <= MAX_RECEIVE_COUNT),
         "chord sessions combined once, in order": chords["combined_once"] == chords["in_order"] == chords["sessions"],
         "chord members failed once then succeeded": all(x["task_retries"] == 1 for x in chords["failing_once"]),
+        "re-uploaded chunks: the later audio's transcript": (len(f["mistakes"]["reuploads"]) == plan["reuploads"]
+                                                             and all(x["later_audio_won"]
+                                                                     for x in f["mistakes"]["reuploads"])),
+        "zero-byte chunks failed with the reason": (len(f["mistakes"]["zero_byte"]) == plan["zero_byte"] and all(
+            x["failed_record"] and "0 bytes" in (x["reason"] or "") for x in f["mistakes"]["zero_byte"])),
+        "manifest mistakes reported, sessions combined once": all(
+            m["reported"] and m["combined_once"] for m in f["mistakes"]["manifests"].values())
+        and len(f["mistakes"]["manifests"]) == (2 if plan["manifest_mistakes"] else 0),
+        "failed sends: the invocation failed, the combine queued at once after, combined once": (
+            len(f["failed_sends"]["sends"]) == plan.get("failed_sends", 0) and all(
+                x["invocation_failed"] and x["first_decision"] == "error" and x["queued_within_flag_ttl"]
+                and x["combined_once"] for x in f["failed_sends"]["sends"])),
     }

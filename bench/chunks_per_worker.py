@@ -1,6 +1,6 @@
 """CHUNKS_PER_WORKER: what the queue-depth rule costs and how long chunks wait, per setting.
 
-    python bench/chunks_per_worker.py [--values 1,10,25,50,100,200,400] [--cold-starts 120,300]
+    python -m bench.chunks_per_worker [--values 1,10,25,50,100,200,400] [--cold-starts 120,300]
 
 The same seeded day of uploads as `bench/cost.py` (its model, `bench/cost_model.py`, which calls
 `transcription.scaling.desired_workers` like beat's scaler and the drain), through the two
@@ -11,11 +11,7 @@ at 300 s (an image pulled at boot). Writes bench/results/chunks_per_worker.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
 
 from bench import common
 from bench.cost_model import CostParams, Workload, make_sessions, run

@@ -1,8 +1,8 @@
 """Cost simulator: a day of uploads through each capacity policy; GPU hours, dollars, latency.
 
-    python bench/cost.py [--sessions 300] [--seed 1] [--chunk-s 30] [--gpu-hourly-usd 0.526] ...
-    python bench/cost.py --measured-speed [--gpu-speedup 3.3]   # speed from bench/results/engine.json
-    python bench/cost.py --help                                  # every parameter of the model
+    python -m bench.cost [--sessions 300] [--seed 1] [--chunk-s 30] [--gpu-hourly-usd 0.526] ...
+    python -m bench.cost --measured-speed [--gpu-speedup 3.3]   # speed from bench/results/engine.json
+    python -m bench.cost --help                                  # every parameter of the model
 
 Policies side by side on the same seeded day: GPU always on; queue only with the midnight drain;
 the hybrid router with idle shutdown; hybrid with queue-depth scaling; queue only with
@@ -20,8 +20,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
 
 from bench import common
 from bench.cost_model import INSTANCES, POLICIES, PROFILES, CostParams, Report, Workload, make_sessions, run

@@ -1,10 +1,15 @@
 """The router: how fast its handler module imports cold, and how long it takes to decide per event.
 
-    python bench/router.py [--imports 15] [--direct 60] [--queued 150]
+    python -m bench.router [--imports 15] [--direct 60] [--queued 150]
 
 - `cold_import_ms`: `import router_lambda.handler` timed inside fresh interpreters, one per run
   (p50 over the runs; the files are in the page cache after the first run, as on a warm Lambda host).
-  For scale, the same for the server's app (`app.main`) in the same run.
+  The handler is imported as in the Lambda package, without tornado (see AS_ON_LAMBDA).
+  `cold_import_ratio_boto3`: that p50 over `import boto3`'s, timed the same way in the same run,
+  interleaved (the direct path needs boto3 anyway: goal <= 1.5x; Celery loads only to queue). For
+  scale, `celery.app` and the server's app (`app.main`) in the same run. `cold_import_cpu_*`: the
+  same from the import's CPU time in its process, which a busy shared machine changes least.
+  `--imports-only` measures just these and keeps the other figures of the last full run.
 - `decision_ms_p50` / `_p99`: the healthy direct path minus the transcription: per event the
   handler's wall time (parsing the event S3 produced, the transcript HEAD on S3, the `/health`
   probe, the EMF log line) minus the `POST /transcribe-s3` round trip, against a real
@@ -19,33 +24,37 @@ Writes bench/results/router.json.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import contextlib
 import io
 import json
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 from bench.common import percentile, print_table, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-router-key"
-IMPORT = "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
+IMPORT = ("{prelude}import time; t, c = time.perf_counter(), time.process_time(); import {module}; "
+          "print((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000)")
+# As in the Lambda package (`stt-router build-lambda`), which has no tornado: tenacity imports it when
+# it is installed (here it is, for Flower), 40 ms that the router never pays on Lambda.
+AS_ON_LAMBDA = "import sys; sys.modules['tornado'] = None; "
 
 
-def cold_imports(module: str, runs: int) -> list[float]:
+def cold_imports(module: str, runs: int, prelude: str = "", cpu: list[float] | None = None) -> list[float]:
+    """Wall ms of `import module` in `runs` fresh interpreters; its CPU ms appended to `cpu`."""
     out = []
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", IMPORT.format(module=module)], capture_output=True, text=True,
-                              cwd=ROOT, check=True)
-        out.append(float(proc.stdout.strip().splitlines()[-1]))
+        proc = subprocess.run([sys.executable, "-c", IMPORT.format(module=module, prelude=prelude)],
+                              capture_output=True, text=True, cwd=ROOT, check=True)
+        wall, cpu_ms = proc.stdout.strip().splitlines()[-1].split()
+        out.append(float(wall))
+        if cpu is not None:
+            cpu.append(float(cpu_ms))
     return out
 
 
@@ -54,6 +63,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=15, help="fresh interpreters per module")
     parser.add_argument("--direct", type=int, default=60, help="events on the direct path")
     parser.add_argument("--queued", type=int, default=150, help="events on the queued path")
+    parser.add_argument("--imports-only", action="store_true", help="only the cold imports (the rest kept)")
     args = parser.parse_args()
 
     os.environ.setdefault("MODEL_CACHE_DIR", str(ROOT / ".cache" / "models"))
@@ -62,8 +72,37 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     # --- cold imports (before anything is imported here) ----------------------------------
-    handler_ms = cold_imports("router_lambda.handler", args.imports)
+    handler_ms, boto3_ms, celery_ms, handler_cpu, boto3_cpu = [], [], [], [], []
+    for _ in range(args.imports):  # interleaved: a change in the machine's load hits all three alike
+        handler_ms += cold_imports("router_lambda.handler", 1, AS_ON_LAMBDA, handler_cpu)
+        boto3_ms += cold_imports("boto3", 1, cpu=boto3_cpu)
+        celery_ms += cold_imports("celery.app", 1)
     app_ms = cold_imports("app.main", max(3, args.imports // 3))
+    imports = {
+        "cold_import_ms": round(percentile(handler_ms, 50), 1),
+        "cold_import_ms_runs": [round(x, 1) for x in handler_ms],
+        "boto3_cold_import_ms": round(percentile(boto3_ms, 50), 1),
+        "cold_import_ratio_boto3": round(percentile(handler_ms, 50) / percentile(boto3_ms, 50), 2),
+        # CPU time of the import in its own process: what a busy shared machine changes least
+        "cold_import_cpu_ms": round(percentile(handler_cpu, 50), 1),
+        "boto3_cold_import_cpu_ms": round(percentile(boto3_cpu, 50), 1),
+        "cold_import_cpu_ratio_boto3": round(percentile(handler_cpu, 50) / percentile(boto3_cpu, 50), 2),
+        "celery_cold_import_ms": round(percentile(celery_ms, 50), 1),
+        "app_cold_import_ms": round(percentile(app_ms, 50), 1),
+        "imports": args.imports,
+    }
+    if args.imports_only:  # the other figures of the last full run stay as they were
+        path = ROOT / "bench" / "results" / "router.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        old.pop("machine", None)
+        print_table("router cold imports (ms, p50)", ["measure", "wall", "cpu"], [
+            ["router_lambda.handler", imports["cold_import_ms"], imports["cold_import_cpu_ms"]],
+            ["boto3 (the floor)", imports["boto3_cold_import_ms"], imports["boto3_cold_import_cpu_ms"]],
+            ["handler / boto3 (goal <= 1.5)", imports["cold_import_ratio_boto3"],
+             imports["cold_import_cpu_ratio_boto3"]]])
+        write_result("router", {**old, **imports, "load_average": [round(load_before, 1),
+                                                                   round(os.getloadavg()[0], 1)]})
+        return
 
     from tests.support.services import VENV_BIN, ManagedProcess, MotoServer, free_port, unique, wait_for
     from tests.support.speech import speak
@@ -109,7 +148,7 @@ def main() -> None:
     wait_for(lambda: urllib3.request("GET", f"{env['FAST_API_SERVER_URL']}/health", timeout=2,
                                      retries=False).status == 200, 180, what="the server")
     calls: list[float] = []
-    original = direct.transcribe_s3
+    original = direct.call_server
 
     def timed_call(*a, **kw):
         t0 = time.perf_counter()
@@ -118,7 +157,7 @@ def main() -> None:
         finally:
             calls.append(time.perf_counter() - t0)
 
-    direct.transcribe_s3 = timed_call
+    direct.call_server = timed_call
 
     def run(event: dict) -> tuple[float, str]:
         with contextlib.redirect_stdout(io.StringIO()):  # the EMF line is still written, just not shown
@@ -151,9 +190,7 @@ def main() -> None:
         moto.stop()
 
     result = {
-        "cold_import_ms": round(percentile(handler_ms, 50), 1),
-        "cold_import_ms_runs": [round(x, 1) for x in handler_ms],
-        "app_cold_import_ms": round(percentile(app_ms, 50), 1),
+        **imports,
         "decision_ms_p50": round(percentile(decision, 50), 2),
         "decision_ms_p99": round(percentile(decision, 99), 2),
         "direct_total_ms_p50": round(percentile(total, 50), 1),
@@ -161,11 +198,14 @@ def main() -> None:
         "queued_ms_p99": round(percentile(queued, 99), 2),
         "queued_first_ms": round(first_queued * 1000, 1),
         "events": {"direct": len(decision), "queued": len(queued)},
-        "imports": args.imports,
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # a shared machine: other jobs
     }
     print_table("router (ms)", ["measure", "p50", "p99", "n"], [
         ["cold import router_lambda.handler", result["cold_import_ms"], percentile(handler_ms, 99), len(handler_ms)],
+        ["cold import boto3 (the floor)", result["boto3_cold_import_ms"], percentile(boto3_ms, 99), len(boto3_ms)],
+        ["  handler / boto3 (goal <= 1.5)", result["cold_import_ratio_boto3"], "", ""],
+        ["cold import celery.app (only when queueing)", result["celery_cold_import_ms"], percentile(celery_ms, 99),
+         len(celery_ms)],
         ["cold import app.main (server, for scale)", result["app_cold_import_ms"], percentile(app_ms, 99),
          len(app_ms)],
         ["decision, healthy direct path (without the call)", result["decision_ms_p50"], result["decision_ms_p99"],

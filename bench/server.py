@@ -1,6 +1,6 @@
 """What the server adds over the engine, and how fast /health answers while the engine is busy.
 
-    python bench/server.py [--repeat N]
+    python -m bench.server [--repeat N]
 
 One run, the same files: each speech file is transcribed by the engine in this process (raw) and
 through the real server (`stt-router serve`, multipart upload over HTTP), alternately. A request's
@@ -16,13 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import sys
 import threading
 import time
-from pathlib import Path
-
-# the repo root instead of bench/ first on the path: bench/queue.py must not shadow the stdlib's queue
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import percentile, print_table, write_result
 

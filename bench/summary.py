@@ -1,6 +1,6 @@
 """Collect bench/results/*.json into bench/results/README.md: one table per benchmark, and the machine.
 
-    python bench/summary.py
+    python -m bench.summary
 
 Run last by `make bench`; each section says which command produced it and when.
 """
@@ -8,11 +8,7 @@ Run last by `make bench`; each section says which command produced it and when.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
 
 from bench.common import RESULTS
 
@@ -43,7 +39,7 @@ def system(d: dict) -> str:
                   "WER"], rows)
 
 
-def queue(d: dict) -> str:
+def queued(d: dict) -> str:
     return table(["chunks", "throughput_ratio", "engine_share", "overhead_ms_p50", "overhead_ms_p95"],
                  [[d["chunks"], d["throughput_ratio"], d["engine_share"], d["overhead_ms_p50"],
                    d["overhead_ms_p95"]]])
@@ -55,8 +51,9 @@ def server(d: dict) -> str:
 
 
 def router(d: dict) -> str:
-    return table(["cold_import_ms", "decision_ms_p50", "decision_ms_p99"],
-                 [[d["cold_import_ms"], d["decision_ms_p50"], d["decision_ms_p99"]]])
+    return table(["cold_import_ms", "/ boto3's (wall)", "/ boto3's (cpu)", "decision_ms_p50", "decision_ms_p99"],
+                 [[d["cold_import_ms"], d.get("cold_import_ratio_boto3", "-"),
+                   d.get("cold_import_cpu_ratio_boto3", "-"), d["decision_ms_p50"], d["decision_ms_p99"]]])
 
 
 def cost(d: dict) -> str:
@@ -75,6 +72,16 @@ def boundaries(d: dict) -> str:
                   for k, v in sorted(cuts.items(), key=lambda kv: float(kv[0]))])
 
 
+def runs(d: dict) -> str:
+    return table(["cut s", "chunks", "whole file engine s", "chunk by chunk / whole", "router's way: engine / whole",
+                  "throughput / raw", "drain's way: engine / whole", "throughput / raw", "WER whole",
+                  "WER chunks naive", "WER session"],
+                 [[k, v["chunks"], v["whole_engine_s"], v["chunked_ratio"], v["router"]["engine_ratio"],
+                   v["router"]["throughput_ratio"], v["drain"]["engine_ratio"], v["drain"]["throughput_ratio"],
+                   v["whole_wer"], v["naive_wer"], v["session_wer"]]
+                  for k, v in sorted(d["cuts"].items(), key=lambda kv: float(kv[0]))])
+
+
 def chaos(d: dict) -> str:
     return table(["sent", "transcribed", "failed", "lost", "duplicate_outputs", "sessions_expected",
                   "sessions_combined", "worst_latency_s"],
@@ -88,22 +95,23 @@ def chunks_per_worker(d: dict) -> str:
 
 
 SECTIONS: list[tuple[str, str, str, Callable[[dict], str]]] = [
-    ("engine", "Engines", "python bench/engine.py", engine),
-    ("system", "Full system against the raw engine", "python bench/system.py", system),
-    ("queue", "Queued path", "python bench/queue.py", queue),
-    ("server", "Server overhead", "python bench/server.py", server),
-    ("router", "Router", "python bench/router.py", router),
-    ("boundaries", "Boundary repair", "python bench/boundaries.py", boundaries),
-    ("cost", "Cost model (one simulated day)", "python bench/cost.py", cost),
-    ("chunks_per_worker", "Queue-depth scaling: chunks per worker", "python bench/chunks_per_worker.py",
+    ("engine", "Engines", "python -m bench.engine", engine),
+    ("system", "Full system against the raw engine", "python -m bench.system", system),
+    ("queued", "Queued path", "python -m bench.queued", queued),
+    ("server", "Server overhead", "python -m bench.server", server),
+    ("router", "Router", "python -m bench.router", router),
+    ("boundaries", "Boundary repair", "python -m bench.boundaries", boundaries),
+    ("runs", "Session runs (a backlog in one engine call)", "python -m bench.runs", runs),
+    ("cost", "Cost model (one simulated day)", "python -m bench.cost", cost),
+    ("chunks_per_worker", "Queue-depth scaling: chunks per worker", "python -m bench.chunks_per_worker",
      chunks_per_worker),
-    ("chaos", "Fault injection", "python bench/chaos.py", chaos),
+    ("chaos", "Fault injection", "python -m bench.chaos", chaos),
 ]
 
 
 def main() -> None:
     parts = ["# Benchmark results", "",
-             "Written by `python bench/summary.py` (the last step of `make bench`) from the JSON files here.", ""]
+             "Written by `python -m bench.summary` (the last step of `make bench`) from the JSON files here.", ""]
     machines = set()
     for name, title, command, render in SECTIONS:
         path = RESULTS / f"{name}.json"

@@ -1,6 +1,6 @@
 """The full system against the raw engine, per engine, on the same chunks, in one run.
 
-    python bench/system.py [--chunks N] [--block B] [--engines faster-whisper,whisperx]
+    python -m bench.system [--chunks N] [--block B] [--engines faster-whisper,whisperx]
 
 For each engine: moto's server (S3, SQS), a real `stt-router serve` and a real `stt-router worker`
 with that engine, and the same engine loaded in this process. The chunks go in blocks of B, each
@@ -19,17 +19,14 @@ Each engine runs in its own interpreter with its own moto. Writes bench/results/
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (bench/queue.py would shadow queue)
-
 import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 from bench.common import percentile, print_table, write_result
 
@@ -63,7 +60,7 @@ def run_engine(name: str, files: list[Path], texts: list[str], block: int, moto)
     port = free_port()
     env = worker_env(moto, "sqs", ENGINE=name, S3_BUCKET=bucket, API_KEY=API_KEY, VISIBILITY_TIMEOUT_S="600",
                      TASK_TIME_LIMIT_S="300", LEASE_TTL_S="60", FAST_API_SERVER_URL=f"http://127.0.0.1:{port}",
-                     ROUTER_REQUEST_TIMEOUT_S="300", BOUNDARY_REPAIR="false")
+                     ROUTER_REQUEST_TIMEOUT_S="300", BOUNDARY_REPAIR="false", RUN_MAX_S="600")
     os.environ.update(env)
     get_settings.cache_clear()
     settings = settings_for(env)

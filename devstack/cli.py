@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -73,8 +74,6 @@ def _print_urls(stack) -> None:
 
 def _route_metrics_line(stack) -> str:
     """The route decisions as the stack's Prometheus endpoint serves them (scraped, not recomputed)."""
-    import re
-
     from devstack.stack import http_get
 
     url = stack.urls["router_metrics"]

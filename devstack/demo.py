@@ -20,6 +20,11 @@ from typing import Any
 
 from devstack.procs import StackError
 from devstack.stack import Stack, http_get
+from router_lambda.emf import decision_lines
+from transcription import layout, sessions
+from transcription.settings import get_settings
+from transcription.storage import exists, get_json, s3_client
+from transcription.transcript import ChunkTranscript
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "demo-session"
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "m4a": "audio/mp4",
@@ -67,8 +72,6 @@ def short(text: str, n: int = 96) -> str:
 class Demo:
     def __init__(self, stack: Stack, session_id: str, samples: Path = SAMPLES,
                  say: Callable[[str], None] = print) -> None:
-        from transcription.settings import get_settings
-
         self.stack = stack
         self.session_id = session_id
         self.samples = samples
@@ -80,13 +83,9 @@ class Demo:
     # --- what the stack tells -----------------------------------------------------------------
 
     def s3(self) -> Any:
-        from transcription.storage import s3_client
-
         return s3_client(self.settings)
 
     def exists(self, key: str) -> bool:
-        from transcription.storage import exists
-
         return exists(self.bucket, key, settings=self.settings)
 
     def decisions(self) -> list[dict[str, Any]]:
@@ -94,7 +93,6 @@ class Demo:
         router = self.stack.procs.get("router")
         if router is None:
             raise StackError("the router loop is not running")
-        from router_lambda.emf import decision_lines
 
         return list(decision_lines(router.output()))
 
@@ -143,8 +141,6 @@ class Demo:
         self.s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     def upload_manifest(self, manifest: dict[str, Any], label: str) -> dict[str, Any]:
-        from transcription import layout
-
         key = layout.manifest_key(self.session_id)
         before = len(self.decisions())
         self.upload(key, json.dumps(manifest).encode(), "application/json")
@@ -160,9 +156,6 @@ class Demo:
         return files
 
     def send_chunk(self, index: int, path: Path) -> ChunkOutcome:
-        from transcription import layout
-        from transcription.transcript import ChunkTranscript
-
         ext = path.suffix.lstrip(".").lower()
         key = f"sessions/{self.session_id}/chunks/{index}.{ext}"
         out = ChunkOutcome(index, path.name)
@@ -186,12 +179,9 @@ class Demo:
                          TRANSCRIPT_TIMEOUT_S)
         out.wall_s = time.monotonic() - started
         if done == "failed":
-            from transcription.storage import get_json
-
             reason = get_json(self.bucket, failed_key, settings=self.settings).get("reason", "")
             self.say(f"      !! failed: {reason}")
             return out
-        from transcription.storage import get_json
 
         t = ChunkTranscript.model_validate(get_json(self.bucket, tkey, settings=self.settings))
         out.transcribed, out.duration, out.text = True, t.duration, t.text
@@ -226,8 +216,6 @@ class Demo:
     # --- the whole demo -----------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from transcription import layout, sessions
-
         result = DemoResult(self.session_id)
         manifest = json.loads((self.samples / "manifest.json").read_text())
         total = manifest.pop("total_chunks", None)

@@ -7,6 +7,7 @@ once with the end of its log, so a broken part is reported, never waited on in s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,12 +18,8 @@ from pathlib import Path
 
 def _die_with_parent() -> None:
     """Linux: the child gets SIGTERM if the stack's process dies without stopping it (e.g. SIGKILL)."""
-    try:
-        import ctypes
-
+    with contextlib.suppress(Exception):  # not Linux: Ctrl-C and SIGTERM still stop everything
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: Ctrl-C and SIGTERM still stop everything
-        pass
 
 
 class StackError(RuntimeError):

@@ -10,12 +10,12 @@ import shutil
 import socket
 from pathlib import Path
 
+import redis
+
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
     except Exception:

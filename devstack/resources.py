@@ -6,15 +6,17 @@ Idempotent, so `stt-router stack init` can run on every start (docker compose ru
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
+from router_lambda.local import setup
+from tasks.broker import ensure_queues
+from tasks.celery_app import is_sqs, predefined_queues
 from transcription.settings import Settings
+from transcription.storage import s3_client
 
 
 def ensure_bucket(bucket: str, settings: Settings) -> bool:
     """Create the bucket unless it exists; True if created."""
-    from botocore.exceptions import ClientError
-
-    from transcription.storage import s3_client
-
     s3 = s3_client(settings)
     try:
         s3.head_bucket(Bucket=bucket)
@@ -31,10 +33,6 @@ def ensure_bucket(bucket: str, settings: Settings) -> bool:
 
 def init_resources(settings: Settings, bucket: str | None = None) -> list[str]:
     """Create what is missing; one line per resource saying what it is."""
-    from router_lambda.local import setup
-    from tasks.broker import ensure_queues
-    from tasks.celery_app import is_sqs, predefined_queues
-
     bucket = bucket or settings.s3_bucket
     lines = [f"bucket s3://{bucket} ({'created' if ensure_bucket(bucket, settings) else 'exists'})"]
     if is_sqs(settings) and not predefined_queues(settings):

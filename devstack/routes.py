@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
+
 from router_lambda.emf import decision_lines
 
 
@@ -36,8 +39,6 @@ class RouteCollector:
         self.read_log = read_log
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
-
         counts = tally(self.read_log())
         records = CounterMetricFamily("stt_router_decisions", "records routed, by decision", labels=["decision"])
         seconds = SummaryMetricFamily("stt_router_decision_seconds", "time to decide, by decision",
@@ -46,7 +47,7 @@ class RouteCollector:
                                        labels=["decision"])
         for decision, t in sorted(counts.items()):
             records.add_metric([decision], t["records"])
-            seconds.add_metric([decision], t["records"], t["seconds"])
+            seconds.add_metric([decision], round(t["records"]), t["seconds"])
             attempts.add_metric([decision], t["attempts"])
         yield records
         yield seconds
@@ -55,8 +56,6 @@ class RouteCollector:
 
 def serve(read_log: Callable[[], str], port: int, host: str = "127.0.0.1") -> Any:
     """Serve the route metrics from this process; returns the server (call `.shutdown()`)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
     registry = CollectorRegistry()
     registry.register(RouteCollector(read_log))
     server, _thread = start_http_server(port, addr=host, registry=registry)

@@ -21,9 +21,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from devstack import redis_server
+from devstack import redis_server, routes
 from devstack.procs import Check, Proc, StackError, wait_ready
+from transcription.settings import get_settings
 
 PARTS = ("api", "worker", "beat", "flower", "router")
 READY_TIMEOUT_S = 300.0  # a first run assembles the model and loads it twice on a busy machine
@@ -86,7 +88,7 @@ class Stack:
         self.o = options
         self.say = say
         self.procs: dict[str, Proc] = {}
-        self.route_metrics: object | None = None  # the HTTP server of the route-decision metrics
+        self.route_metrics: Any = None  # the HTTP server of the route-decision metrics (its .shutdown())
         self.env: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self.redis_note = ""
@@ -148,8 +150,6 @@ class Stack:
 
     def apply_env(self) -> None:
         """Give this process the stack's environment too (the demo uploads and reads through it)."""
-        from transcription.settings import get_settings
-
         os.environ.update(self.env)
         for k, v in self.env.items():
             if v == "":
@@ -255,8 +255,6 @@ class Stack:
 
     def serve_route_metrics(self) -> None:
         """The router's decision lines as Prometheus metrics, served from this process."""
-        from devstack import routes
-
         def read_log() -> str:
             router = self.procs.get("router")
             return router.output() if router else ""

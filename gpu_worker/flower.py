@@ -1,6 +1,6 @@
 """`stt-router flower`: Flower reading the task events wherever the workers send them, behind basic auth.
 
-With the SQS broker the workers publish their events over Redis (`gpu_worker.events`), so Flower
+With the SQS broker the workers and beat publish their events over Redis (`tasks.monitoring`), so Flower
 runs with `--broker <REDIS_URL>`; with a Redis broker it reads the broker itself. Basic auth is on
 by default: Flower reads `FLOWER_BASIC_AUTH` (`user:password[,user2:password2]`) from the
 environment itself, so the password never appears on a command line; without it the command
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gpu_worker.events import events_broker_url
+from tasks.monitoring import events_broker_url
 from transcription.settings import Settings
 
 APP = "tasks.celery_app:app"

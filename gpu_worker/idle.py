@@ -15,16 +15,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from tasks.broker import waiting_messages
+from celery.worker import state
+
+from tasks.broker import queue_depth
 from transcription.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def worker_busy() -> bool:
-    from celery.worker import state
-
-    return bool(state.active_requests or state.reserved_requests or state.scheduled_requests)
+    scheduled = state.scheduled_requests  # type: ignore[attr-defined]  # Celery has it; celery-types 0.26 lacks it
+    return bool(state.active_requests or state.reserved_requests or scheduled)
 
 
 class IdleMonitor(threading.Thread):
@@ -44,7 +45,7 @@ class IdleMonitor(threading.Thread):
 
     def queue_empty(self) -> bool:
         try:
-            return all(waiting_messages(q, self.settings) == 0 for q in self.queues)
+            return all(queue_depth(q, self.settings).waiting == 0 for q in self.queues)
         except Exception as e:  # cannot tell: not idle
             log.info("idle check: queue depth unknown (%s)", e)
             return False

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -24,6 +25,12 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
+import prometheus_client.values as values
+from celery import signals
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from tasks.broker import queue_depth
 from transcription.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,8 +42,6 @@ _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1
 
 def port_problem(settings: Settings) -> str | None:
     """Why the metrics endpoint could not listen (checked before the worker starts), or None."""
-    import socket
-
     try:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,9 +56,8 @@ def enable() -> str:
     """Switch this process (and the pool processes it forks) to multiprocess metrics; the directory."""
     path = tempfile.mkdtemp(prefix="stt-worker-metrics-")
     os.environ[ENV] = path
-    import prometheus_client.values as values
 
-    values.ValueClass = values.get_value_class()  # in case prometheus_client was imported already
+    values.ValueClass = values.get_value_class()  # it chose single-process values when it was imported
     return path
 
 
@@ -63,15 +67,13 @@ def cleanup(path: str) -> None:
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
         # Metrics live in the multiprocess files, not in a registry of their own.
         self.tasks = Counter("stt_worker_tasks", "tasks by name and state (received, started, succeeded, failed, "
                              "retried, rejected, revoked)", ["task", "state"], registry=None)
         self.task_seconds = Histogram("stt_worker_task_seconds", "wall time of a task run, by task", ["task"],
                                       buckets=_DURATION_BUCKETS, registry=None)
         self.chunks = Counter("stt_worker_chunks", "chunk deliveries by outcome (transcribed, skipped, failed, "
-                              "duplicate, already_failed, left_to_lease_holder)", ["status"], registry=None)
+                              "duplicate, superseded, already_failed, left_to_lease_holder)", ["status"], registry=None)
         self.audio_seconds = Counter("stt_worker_audio_seconds", "seconds of audio transcribed", registry=None)
         self.engine_seconds = Histogram("stt_worker_engine_seconds", "engine time per transcribed chunk",
                                         buckets=_DURATION_BUCKETS, registry=None)
@@ -139,16 +141,12 @@ def on_engine_loaded() -> None:
 
 
 def on_process_shutdown(**_: Any) -> None:
-    from prometheus_client import multiprocess
-
     with contextlib.suppress(Exception):
         multiprocess.mark_process_dead(os.getpid())
 
 
 def connect() -> None:
     """Hook the handlers to Celery's signals (before the pool forks, so pool processes have them)."""
-    from celery import signals
-
     metrics()  # created in the main process first: fork-safe, and errors show at start
     signals.task_received.connect(on_received, weak=False)
     signals.task_prerun.connect(on_prerun, weak=False)
@@ -165,8 +163,6 @@ _PID_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
 
 def forget_dead_processes(path: str) -> None:
     """Drop live gauges of pool processes that died without a clean shutdown (e.g. killed)."""
-    from prometheus_client import multiprocess
-
     for f in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         if (m := _PID_FILE.search(f)) and not os.path.exists(f"/proc/{m.group(1)}"):
             multiprocess.mark_process_dead(int(m.group(1)), path)
@@ -188,15 +184,14 @@ class QueueDepthCollector:
             out: dict[tuple[str, str], int] = {}
             for q in self.queues:
                 try:
-                    out.update({(q, state): n for state, n in queue_counts(q, self.settings).items()})
+                    depth = queue_depth(q, self.settings)
+                    out.update({(q, "waiting"): depth.waiting, (q, "in_flight"): depth.in_flight})
                 except Exception as e:  # the broker is down: no sample, not a wrong one
                     log.info("queue depth of %s unavailable: %s", q, e)
             self._cache = (time.monotonic(), out)
             return out
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
         g = GaugeMetricFamily("stt_queue_messages", "messages in a queue: waiting (visible or delayed) or in flight "
                               "(received, not yet deleted)", labels=["queue", "state"])
         for (q, state), n in sorted(self.counts().items()):
@@ -204,30 +199,10 @@ class QueueDepthCollector:
         yield g
 
 
-def queue_counts(name: str, settings: Settings) -> dict[str, int]:
-    """{"waiting": n, "in_flight": n} on SQS; {"waiting": n} on Redis (in flight is not per queue there)."""
-    from tasks.broker import queue_url, sqs_client, waiting_messages
-    from tasks.celery_app import is_sqs
-    from transcription.scaling import IN_FLIGHT_ATTRIBUTE
-
-    if not is_sqs(settings):
-        return {"waiting": waiting_messages(name, settings)}
-    client = sqs_client(settings)
-    attrs = client.get_queue_attributes(
-        QueueUrl=queue_url(name, settings, client),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed", IN_FLIGHT_ATTRIBUTE],
-    )["Attributes"]
-    return {"waiting": int(attrs.get("ApproximateNumberOfMessages", 0))
-            + int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-            "in_flight": int(attrs.get(IN_FLIGHT_ATTRIBUTE, 0))}
-
-
 class _MergedCollector:
     """The pool processes' files, after forgetting the dead ones."""
 
     def __init__(self, path: str) -> None:
-        from prometheus_client import multiprocess
-
         self.path = path
         self.inner = multiprocess.MultiProcessCollector(None, path)
 
@@ -238,8 +213,6 @@ class _MergedCollector:
 
 def serve(settings: Settings, queues: list[str], path: str) -> Any:
     """Start the HTTP endpoint in this (main) process; returns the server (call `.shutdown()`)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
     registry = CollectorRegistry()
     registry.register(_MergedCollector(path))
     registry.register(QueueDepthCollector(settings, queues))

@@ -11,6 +11,8 @@ import logging
 import os
 import urllib.request
 
+import boto3
+
 from transcription.errors import NetworkError
 from transcription.settings import Settings, get_settings
 
@@ -46,7 +48,6 @@ def run_stop_action(action: str | None = None, settings: Settings | None = None)
         return None
     if action not in ("stop", "terminate"):
         raise ValueError(f"unknown stop action {action!r}")
-    import boto3
 
     iid = instance_id()
     ec2 = boto3.session.Session().client("ec2", region_name=s.aws_region)

@@ -8,7 +8,7 @@
 - On SQS without predefined queue URLs it creates the queue pair (with the redrive policy) first.
 - Messages in a refused format (anything but JSON) are dropped, never run and never redelivered.
 - Idle shutdown after `WORKER_IDLE_TIMEOUT_S`, then `WORKER_STOP_ACTION`.
-- Task events and heartbeats (for Flower) go over Redis when the broker is SQS (`gpu_worker.events`);
+- Task events and heartbeats (for Flower) go over Redis when the broker is SQS (`tasks.monitoring`);
   Prometheus metrics on `WORKER_METRICS_PORT` (`gpu_worker.metrics`).
 """
 
@@ -20,7 +20,16 @@ import time
 from typing import Any
 
 from celery import signals
+from kombu.exceptions import ContentDisallowed
 
+from gpu_worker import metrics
+from gpu_worker.idle import IdleMonitor
+from gpu_worker.stop import run_stop_action
+from tasks.broker import ensure_queues, sqs_client
+from tasks.celery_app import app, is_sqs, predefined_queues
+from tasks.monitoring import worker_event_options
+from transcription.engines import get_engine, reset_engine
+from transcription.model_files import resolve_model
 from transcription.settings import Settings, get_settings
 
 log = logging.getLogger("gpu_worker")
@@ -42,15 +51,11 @@ def check_settings(s: Settings) -> list[str]:
 
 def _load_engine(**_: Any) -> None:
     """worker_process_init: load the engine in this pool process (after the fork)."""
-    from transcription.engines import get_engine, reset_engine
-
     reset_engine()
     started = time.perf_counter()
     engine = get_engine()
     if get_settings().worker_metrics_port:
-        from gpu_worker.metrics import on_engine_loaded
-
-        on_engine_loaded()
+        metrics.on_engine_loaded()
     log.info("engine_loaded engine=%s model=%s in %.1f s", engine.name, engine.model_name,
              time.perf_counter() - started)
 
@@ -61,16 +66,12 @@ def _discard_refused(sender: Any = None, message: Any = None, exc: Exception | N
     Celery rejects it without running it; on an SQS queue with a redrive policy kombu leaves a
     rejected message for redelivery, so it is deleted here (on Redis the reject already dropped it).
     """
-    from kombu.exceptions import ContentDisallowed
-
     if not isinstance(exc, ContentDisallowed) or message is None:
         return
     info = message.delivery_info or {}
     receipt = (info.get("sqs_message") or {}).get("ReceiptHandle")
     url = info.get("sqs_queue")
     if receipt and url:
-        from tasks.broker import sqs_client
-
         try:
             sqs_client().delete_message(QueueUrl=url, ReceiptHandle=receipt)
         except Exception as e:
@@ -86,8 +87,6 @@ def run_worker(*, concurrency: int | None = None, queues: list[str] | None = Non
     s = get_settings()  # the tasks' app reads the same settings
     metrics_dir = None
     if s.worker_metrics_port:  # before any metric exists, so pool processes share the directory
-        from gpu_worker import metrics
-
         if problem := metrics.port_problem(s):
             log.error("worker metrics: %s", problem)
             return 2
@@ -101,17 +100,9 @@ def run_worker(*, concurrency: int | None = None, queues: list[str] | None = Non
 
 def _run(s: Settings, concurrency: int | None, queues: list[str] | None, loglevel: str, hostname: str | None,
          metrics_dir: str | None) -> int:
-    from gpu_worker.events import events_over_redis
-    from gpu_worker.idle import IdleMonitor
-    from gpu_worker.stop import run_stop_action
-    from tasks.broker import ensure_queues
-    from tasks.celery_app import app, is_sqs, predefined_queues
-    from transcription.model_files import resolve_model
-
     for problem in check_settings(s):
         log.warning("settings: %s", problem)
-    sqs = is_sqs(s)
-    if sqs and not predefined_queues(s):
+    if is_sqs(s) and not predefined_queues(s):
         ensure_queues(s)
     resolve_model(s.model, s.model_cache_dir)  # files only (assembled and hash-checked), no engine
     queues = queues or [s.transcribe_queue]
@@ -125,8 +116,6 @@ def _run(s: Settings, concurrency: int | None, queues: list[str] | None, logleve
 
         signals.worker_ready.connect(_start_monitor, weak=False)
     if metrics_dir:
-        from gpu_worker import metrics
-
         metrics.connect()
         endpoint: list[Any] = []
         signals.worker_ready.connect(lambda **_: endpoint.append(metrics.serve(s, queues, metrics_dir)), weak=False)
@@ -134,11 +123,7 @@ def _run(s: Settings, concurrency: int | None, queues: list[str] | None, logleve
     signals.worker_process_init.connect(_load_engine, weak=False)
     signals.task_rejected.connect(_discard_refused, weak=False)
 
-    # Task events: over Redis on SQS (its own connection; SQS has no fanout), on the broker otherwise.
-    redis_events = events_over_redis(s)
     worker = app.Worker(
-        consumer_cls="gpu_worker.events:RedisEventsConsumer" if redis_events else None,
-        task_events=s.task_events_redis,
         hostname=hostname or f"gpu@{socket.gethostname()}",
         pool_cls="prefork",
         concurrency=concurrency or s.worker_concurrency,
@@ -146,8 +131,8 @@ def _run(s: Settings, concurrency: int | None, queues: list[str] | None, logleve
         loglevel=loglevel,
         without_gossip=True,
         without_mingle=True,
-        without_heartbeat=sqs and not redis_events,
         optimization="fair",
+        **worker_event_options(s),  # task events over Redis on SQS (its own connection; SQS has no fanout)
     )
     worker.start()
     code = worker.exitcode or 0

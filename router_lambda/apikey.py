@@ -12,6 +12,9 @@ import json
 import os
 import threading
 
+import boto3
+from botocore.config import Config
+
 from transcription.errors import NetworkError
 from transcription.settings import Settings
 
@@ -46,9 +49,6 @@ def forget() -> None:
 
 
 def _read_secret(arn: str, settings: Settings) -> str:
-    import boto3
-    from botocore.config import Config
-
     parts = arn.split(":")
     region = parts[3] if len(parts) > 3 and parts[3] else settings.aws_region
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or settings.aws_endpoint_url

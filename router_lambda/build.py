@@ -26,6 +26,7 @@ import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +72,6 @@ def requirements(pyproject: Path = ROOT / "pyproject.toml", extra: str = "router
 
 def installed_pins() -> list[str]:
     """`name==version` of every distribution installed here (local builds such as `+cpu` left free)."""
-    from importlib.metadata import distributions
-
     pins = set()
     for dist in distributions():
         name, version = dist.metadata["Name"], dist.version

@@ -1,7 +1,7 @@
 """The direct path: probe the server's `/health`, then `POST /transcribe-s3` with tenacity retries.
 
 urllib3 (already there with botocore) and one pool per container, kept warm across invocations.
-The server's contract (README, "The router's contract"):
+The server's contract (docs/server-api.md, "The router's contract"):
 - `/health` 200 `{"status": "ready"}` means send; anything else (503 loading/busy, no answer) means queue.
 - `/transcribe-s3` 200 is the stored transcript. A 4xx is final: the chunk is bad (recorded as
   failed, not queued), except 401/403 (our key is wrong: queue, the worker needs no key) and
@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import urllib3
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_chain, wait_fixed
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
+from tenacity.stop import stop_base
 
 from transcription.settings import Settings
 
@@ -111,7 +119,7 @@ class DirectResult:
     written: bool | None = None  # the server's X-Transcript-Written
 
 
-def transcribe_s3(bucket: str, key: str, settings: Settings, api_key: str | None,
+def call_server(bucket: str, key: str, settings: Settings, api_key: str | None,
                   deadline: Deadline | None = None) -> DirectResult:
     """POST /transcribe-s3 for s3://bucket/key, retried as the module docstring says."""
     deadline = deadline or Deadline()
@@ -144,9 +152,14 @@ def transcribe_s3(bucket: str, key: str, settings: Settings, api_key: str | None
             raise _Transient(f"HTTP {r.status}: {detail}")
         raise _Final(r.status, detail, data.get("kind"))
 
-    def out_of_time(state: RetryCallState) -> bool:
-        next_wait = waits[min(state.attempt_number - 1, len(waits) - 1)]
-        return deadline.budget_s() - next_wait < MIN_ATTEMPT_S
+    budget_s = deadline.budget_s
+
+    class OutOfTime(stop_base):
+        """Stop when the next wait would leave this invocation no time for another attempt."""
+
+        def __call__(self, state: RetryCallState) -> bool:
+            next_wait = waits[min(state.attempt_number - 1, len(waits) - 1)]
+            return budget_s() - next_wait < MIN_ATTEMPT_S
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -155,7 +168,7 @@ def transcribe_s3(bucket: str, key: str, settings: Settings, api_key: str | None
 
     if deadline.budget_s() < MIN_ATTEMPT_S:
         return DirectResult("unavailable", "no time left in this invocation for a direct attempt")
-    retrying = Retrying(stop=stop_after_attempt(settings.router_attempts) | out_of_time,
+    retrying = Retrying(stop=stop_after_attempt(settings.router_attempts) | OutOfTime(),
                         wait=wait_chain(*[wait_fixed(w) for w in waits]),
                         retry=retry_if_exception_type(_Transient), before_sleep=before_sleep, reraise=True,
                         sleep=time.sleep)

@@ -23,7 +23,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+
 from router_lambda.events import rule_pattern
+from router_lambda.handler import handler as default_handler
 from transcription.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,11 +54,11 @@ class LocalContext:
 
 
 def _clients(settings: Settings) -> tuple[Any, Any, Any]:
-    import boto3
-
     session = boto3.session.Session()
-    kw = {"region_name": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
-    return session.client("s3", **kw), session.client("sqs", **kw), session.client("events", **kw)
+    region, endpoint = settings.aws_region, settings.aws_endpoint_url
+    return (session.client("s3", region_name=region, endpoint_url=endpoint),
+            session.client("sqs", region_name=region, endpoint_url=endpoint),
+            session.client("events", region_name=region, endpoint_url=endpoint))
 
 
 def setup(bucket: str, settings: Settings, queue: str = DEFAULT_QUEUE, rule: str = DEFAULT_RULE,
@@ -109,8 +112,6 @@ class Loop:
     def __init__(self, queue_url: str, settings: Settings, *, concurrency: int = 4, wait_s: int = 5,
                  timeout_s: float = FUNCTION_TIMEOUT_S, handler: Callable[[Any, Any], Any] | None = None) -> None:
         if handler is None:
-            from router_lambda.handler import handler as default_handler
-
             handler = default_handler
         self.queue_url = queue_url
         self.settings = settings

@@ -1,13 +1,17 @@
 """One decision per uploaded object: direct, queued, skipped (with the reason), failed, manifest, error.
 
-    not a chunk or manifest, zero bytes, bad key  -> skipped (reason)      never retried: a poison event
-    chunk whose transcript exists                 -> skipped               duplicate event, own retry
+    not a chunk or manifest, bad key              -> skipped (reason)      never retried: a poison event
+    chunk of zero bytes                           -> failed                failed record, dead letter,
+                                                                           completion check
+    chunk whose audio's transcript exists         -> skipped               duplicate event, own retry (a
+                                                                           re-uploaded chunk goes on)
     chunk, server ready, /transcribe-s3 200       -> direct                the server stored it and ran
                                                                            the session-completion check
     chunk, server says the audio is bad (4xx)     -> failed                failed/<id>/chunks/<n>.json,
                                                                            not queued; completion check
     chunk, anything else (busy, down, 5xx x N)    -> queued                tasks.transcribe_chunk on SQS
     manifest                                      -> manifest              the session-completion check
+    manifest whose total_chunks is unusable       -> failed                the reason (sessions status too)
     the router could not queue or check           -> error                 the invocation fails, so
                                                                            EventBridge retries the event
 
@@ -21,16 +25,21 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from router_lambda import apikey, direct, publish
 from router_lambda.direct import Deadline, DirectResult
 from router_lambda.emf import emf_record, emit
 from router_lambda.events import ObjectCreated, Parsed, Unusable, parse_event
-from transcription import layout, sessions, storage
+from transcription import layout, versions
 from transcription.errors import InvalidKeyError, PermanentError, TranscriptionError
 from transcription.settings import Settings
-from transcription.transcript import FailedChunk
+
+if TYPE_CHECKING:
+    from transcription.transcript import FailedChunk
+
+# transcription.sessions (combining, the transcript models, the formats, the manifest) loads on the
+# paths that need it, a failed chunk or a manifest: the direct path decides without it (issue 17)
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +86,8 @@ def route(parsed: Parsed, settings: Settings, deadline: Deadline | None = None) 
         d = _route(parsed, settings, deadline or Deadline())
     except Exception as e:  # a bug must not lose the event: fail the invocation, EventBridge retries
         log.exception("router internal error")
-        d = Decision("error", f"internal error: {type(e).__name__}: {e}"[:500],
-                     **{k: getattr(parsed, k, None) for k in ("bucket", "key", "source")})
+        d = Decision("error", f"internal error: {type(e).__name__}: {e}"[:500], bucket=getattr(parsed, "bucket", None),
+                     key=getattr(parsed, "key", None), source=getattr(parsed, "source", None))
     d.ms = round((time.perf_counter() - started) * 1000, 3)
     return d
 
@@ -97,12 +106,17 @@ def _route(p: Parsed, s: Settings, deadline: Deadline) -> Decision:
     base["session_id"] = what
     if kind == "manifest":
         return _manifest(p, s, base)
-    if p.size == 0:
-        return Decision("skipped", "zero-byte object", **base)
     chunk = layout.parse_chunk_key(p.key)
     base["chunk_index"] = chunk.index
+    if p.size == 0:  # nothing to transcribe, but the session must not wait for it: failed, with the reason
+        from transcription.transcript import FailedChunk
+
+        empty = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
+                            error="bad_audio", reason="the chunk is empty (0 bytes)", attempts=1)
+        failed = _record_failed(p, chunk, empty, s, base)
+        return failed or Decision("error", "zero-byte chunk: its failed record could not be written", **base)
     try:
-        if storage.exists(p.bucket, chunk.transcript_key, settings=s):
+        if versions.chunk_is_transcribed(p.bucket, chunk, settings=s):  # of its current audio (hole 9)
             return Decision("skipped", "transcript exists", **base)
     except TranscriptionError as e:  # the server and the worker check again before transcribing
         log.warning("transcript check failed for %s: %s", p.key, e.reason)
@@ -119,7 +133,12 @@ def _route(p: Parsed, s: Settings, deadline: Deadline) -> Decision:
             return Decision("direct", "transcribed by the server", attempts=attempts, **base, detail={
                 "written": result.written, "language": t.get("language"), "duration": t.get("duration")})
         if result.outcome == "rejected":
-            failed = _record_failed(p, chunk, result, s, base)
+            from transcription.transcript import FailedChunk
+
+            record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
+                                 error=result.error_kind or "rejected", reason=f"HTTP {result.status}: {result.reason}",
+                                 attempts=max(1, result.attempts))
+            failed = _record_failed(p, chunk, record, s, base, status=result.status)
             if failed is not None:
                 return failed
             why = f"the server rejected the chunk ({result.reason}) but its failed record could not be written"
@@ -133,24 +152,24 @@ def _direct(p: ObjectCreated, s: Settings, deadline: Deadline) -> DirectResult:
         key = apikey.api_key(s)
     except TranscriptionError as e:
         return DirectResult("unavailable", e.reason)
-    result = direct.transcribe_s3(p.bucket, p.key, s, key, deadline)
+    result = direct.call_server(p.bucket, p.key, s, key, deadline)
     if result.status in (401, 403):  # perhaps a rotated secret: read it again for the next event
         apikey.forget()
     return result
 
 
-def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResult, s: Settings,
-                   base: dict[str, Any]) -> Decision | None:
-    """A final 4xx: write `failed/<id>/chunks/<n>.json` and run the completion check; None if unwritable."""
-    record = FailedChunk(session_id=chunk.session_id, chunk_index=chunk.index, source_key=chunk.key,
-                         error=result.error_kind or "rejected", reason=f"HTTP {result.status}: {result.reason}",
-                         attempts=max(1, result.attempts))
+def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, record: FailedChunk, s: Settings,
+                   base: dict[str, Any], status: int | None = None) -> Decision | None:
+    """A final 4xx or an empty chunk: write `failed/<id>/chunks/<n>.json`, send its dead letter and
+    run the completion check; None if the record cannot be written."""
+    from transcription import sessions
+
     try:
         first = sessions.record_failure(p.bucket, chunk, record, settings=s)  # duplicate events race here
     except TranscriptionError as e:
         log.warning("failed record not written for %s: %s", p.key, e.reason)
         return None
-    detail: dict[str, Any] = {"failed_key": chunk.failed_key, "status": result.status}
+    detail: dict[str, Any] = {"failed_key": chunk.failed_key, **({"status": status} if status else {})}
     if first:  # one dead letter per failed upload, like a queued chunk's, for `dlq list` and `dlq replay`
         try:
             detail["dead_letter"] = publish.dead_letter(p.bucket, p.key, p.etag, error=record.error,
@@ -163,7 +182,8 @@ def _record_failed(p: ObjectCreated, chunk: layout.ChunkKey, result: DirectResul
         detail["combine_queued"] = publish.check_session(p.bucket, chunk.session_id, s)
     except Exception as e:  # the record is written; beat's sweeper catches up on the check
         detail["completion_check_error"] = f"{type(e).__name__}: {e}"[:300]
-    return Decision("failed", f"{record.error}: {result.reason}", attempts=result.attempts, detail=detail, **base)
+    return Decision("failed", f"{record.error}: {record.reason}", attempts=record.attempts if status else 0,
+                    detail=detail, **base)
 
 
 def _queue(p: ObjectCreated, s: Settings, base: dict[str, Any], why: str, attempts: int) -> Decision:
@@ -176,14 +196,23 @@ def _queue(p: ObjectCreated, s: Settings, base: dict[str, Any], why: str, attemp
 
 
 def _manifest(p: ObjectCreated, s: Settings, base: dict[str, Any]) -> Decision:
+    from transcription import sessions
+
     try:
+        manifest = sessions.load_manifest(p.bucket, base["session_id"], settings=s)
+        if manifest is not None and manifest.invalid:  # the session cannot complete: say so, do not retry
+            return Decision("failed", f"manifest invalid: {manifest.invalid}", **base,
+                            detail={"problems": manifest.problems} if manifest.problems else {})
         queued = publish.check_session(p.bucket, base["session_id"], s)
     except PermanentError as e:
         return Decision("skipped", f"completion check: {e.reason}", **base)
     except Exception as e:  # S3 or the queue failed: retry the event rather than lose the combine
         return Decision("error", f"completion check failed: {type(e).__name__}: {e}"[:800], **base)
+    detail: dict[str, Any] = {"combine_queued": queued}
+    if manifest is not None and manifest.problems:
+        detail["problems"] = manifest.problems  # hints dropped (e.g. an invalid language)
     return Decision("manifest", "combine queued" if queued else "session not complete, or its combine is done or "
-                    "already queued", detail={"combine_queued": queued}, **base)
+                    "already queued", detail=detail, **base)
 
 
 def _properties(d: Decision, request_id: str | None) -> dict[str, Any]:

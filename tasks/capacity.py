@@ -18,51 +18,19 @@ messages. `CAPACITY_MODE` picks the mechanism:
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from tasks.celery_app import SCALE_TASK, app, is_sqs
+import boto3
+
+from tasks import locks
+from tasks.broker import queue_depth
+from tasks.celery_app import SCALE_TASK, app
 from transcription import scaling
 from transcription.errors import NetworkError, NotFoundError, OptionError, PermanentError, TranscriptionError
 from transcription.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-DELAYED_ATTRIBUTE = "ApproximateNumberOfMessagesDelayed"  # retries waiting out a delay: work all the same
-
-
-def queue_counts(settings: Settings | None = None) -> tuple[int, int]:
-    """(visible, in_flight) messages of the transcribe queue, as the scaling rule reads them."""
-    s = settings or get_settings()
-    name = s.transcribe_queue
-    try:
-        if is_sqs(s):
-            from tasks.broker import queue_url, sqs_client
-
-            client = sqs_client(s)
-            attrs = client.get_queue_attributes(QueueUrl=queue_url(name, s, client),
-                                                AttributeNames=[*scaling.QUEUE_ATTRIBUTES, DELAYED_ATTRIBUTE])
-            attrs = attrs["Attributes"]
-            visible, in_flight = scaling.queue_depth(attrs)
-            return visible + int(attrs.get(DELAYED_ATTRIBUTE, 0)), in_flight
-        from tasks.broker import redis_broker, waiting_messages
-
-        visible = waiting_messages(name, s)
-        # kombu's Redis transport keeps every delivered, unacknowledged message in one hash
-        in_flight = sum(1 for _, raw in redis_broker(s).hscan_iter("unacked") if _routing_key(raw) == name)
-        return visible, in_flight
-    except NetworkError:
-        raise
-    except Exception as e:
-        raise NetworkError(f"cannot read the depth of queue {name}: {e}") from e
-
-
-def _routing_key(raw: bytes | str) -> str | None:
-    try:
-        return json.loads(raw)[2]
-    except (ValueError, IndexError, TypeError):
-        return None
 
 
 def wanted_workers(visible: int, in_flight: int, settings: Settings | None = None) -> int:
@@ -89,9 +57,7 @@ def apply_capacity(wanted: int, *, allow_up: bool = True, allow_down: bool = Tru
     return start_instances(s.ec2_instance_ids, wanted, settings=s)
 
 
-def _client(service: str, s: Settings) -> Any:
-    import boto3
-
+def _client(service: Literal["autoscaling", "ec2"], s: Settings) -> Any:
     return boto3.session.Session().client(service, region_name=s.aws_region)
 
 
@@ -157,18 +123,24 @@ def start_instances(instance_ids: list[str], wanted: int, *, settings: Settings 
 def run_scale(settings: Settings | None = None) -> dict[str, Any]:
     """One tick of the scaler: read the queue, apply the rule (see the module docstring)."""
     s = settings or get_settings()
-    visible, in_flight = queue_counts(s)
+    depth = queue_depth(s.transcribe_queue, s)
+    visible, in_flight = depth.waiting, depth.in_flight
     wanted = wanted_workers(visible, in_flight, s)
     queue_depth_policy = s.scaling_policy == "queue-depth"
-    from tasks.drain import drain_running
-
     # a drain asks for capacity before it has queued its chunks: do not take it back meanwhile
-    allow_down = not drain_running(s.s3_bucket, s)
+    allow_down = not _draining(s)
     result = apply_capacity(wanted, allow_up=queue_depth_policy, allow_down=allow_down, settings=s)
     summary = {"visible": visible, "in_flight": in_flight, "policy": s.scaling_policy, **result}
     log.info("scale visible=%d in_flight=%d wanted=%d %s", visible, in_flight, wanted,
              " ".join(f"{k}={v}" for k, v in result.items() if k != "wanted"))
     return summary
+
+
+def _draining(s: Settings) -> bool:
+    try:
+        return locks.is_held(locks.drain_name(s.s3_bucket), s)
+    except NetworkError:  # no Redis: assume not
+        return False
 
 
 @app.task(name=SCALE_TASK, ignore_result=True, acks_on_failure_or_timeout=True, soft_time_limit=45, time_limit=55)

@@ -4,7 +4,7 @@ Light on purpose: a producer (the router Lambda) imports this module and calls
 `app.send_task("tasks.transcribe_chunk", args=[bucket, key], queue="transcribe")`; nothing here
 imports the engine, numpy, torch or FastAPI, and the task modules are imported only by a worker.
 
-Delivery guarantees (see the README's "Task system"):
+Delivery guarantees (docs/concepts/queued-path.md):
 - JSON only, both ways: a message can never run code (a pickle message is refused and dropped).
 - `acks_late` + `task_reject_on_worker_lost`: a chunk whose worker dies comes back (at once when
   a pool process dies, after the visibility timeout when the whole worker does).
@@ -23,14 +23,17 @@ from celery import Celery
 from transcription.settings import Settings, get_settings
 
 # Modules a worker imports to register its tasks (producers never import them).
-INCLUDE = ["tasks.transcribe", "tasks.session", "tasks.drain", "tasks.capacity"]
+INCLUDE = ["tasks.transcribe", "tasks.combine", "tasks.drain", "tasks.capacity", "tasks.webhook"]
 TRANSCRIBE_TASK = "tasks.transcribe_chunk"
 COMBINE_TASK = "tasks.combine_session"
+WEBHOOK_TASK = "tasks.send_webhook"
 # beat's tasks: run on CONTROL_QUEUE by `stt-router beat` (always on, no GPU), never by a GPU worker
 DRAIN_TASK = "tasks.drain"
 SWEEP_TASK = "tasks.sweep_sessions"
 SCALE_TASK = "tasks.scale_workers"
 CONTROL_TASKS = (DRAIN_TASK, SWEEP_TASK, SCALE_TASK)
+# what `stt-router dlq replay` may send again (a dead letter naming any other task never is)
+REPLAYABLE_TASKS = frozenset({TRANSCRIBE_TASK, COMBINE_TASK, WEBHOOK_TASK})
 
 # kombu SQS: a long poll of 10 s when idle (one request per ~10 s per idle worker), and a short
 # client-side pause between polls so a worker that just finished a chunk asks for the next one at once.

@@ -22,13 +22,12 @@ from typing import Any
 from celery import Celery
 
 from tasks.broker import queue_url, redis_broker, sqs_client
-from tasks.celery_app import COMBINE_TASK, TRANSCRIBE_TASK, is_sqs
+from tasks.celery_app import REPLAYABLE_TASKS, TRANSCRIBE_TASK, is_sqs, make_app
 from tasks.enqueue import DEAD_LETTER_HEADER
 from transcription.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-REPLAYABLE = {TRANSCRIBE_TASK, COMBINE_TASK}
 PEEK_VISIBILITY_S = 60  # how long a listing holds SQS dead letters before handing them back
 
 
@@ -112,14 +111,12 @@ class DeadLetterQueue:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from tasks.celery_app import make_app
-
             self._app = make_app(self.settings)
         return self._app
 
     # --- reading ---------------------------------------------------------------------------
-    def list(self) -> list[DeadLetter]:
-        """Every dead letter, left in the queue."""
+    def letters(self) -> list[DeadLetter]:
+        """Every dead letter, left in the queue (`stt-router dlq list`)."""
         letters = list(self._read())
         self._release(letters)
         return letters
@@ -196,7 +193,7 @@ class DeadLetterQueue:
                 keep.append(letter)
                 continue
             matched.update(hits)
-            if replay and (letter.kind == "undecodable" or letter.task not in REPLAYABLE):
+            if replay and (letter.kind == "undecodable" or letter.task not in REPLAYABLE_TASKS):
                 problems.append(f"{letter.id}: not replayable ({letter.reason})")
                 keep.append(letter)
                 continue
@@ -213,7 +210,10 @@ class DeadLetterQueue:
         return done, problems
 
     def _resend(self, letter: DeadLetter) -> None:
-        kwargs = {k: v for k, v in (letter.kwargs or {}).items() if k in ("bucket", "force")}
+        if letter.task is None:
+            raise ValueError("a dead letter without a task name is never replayed")
+        # the task's own kwargs; a fresh delivery starts its counters (attempt, lease_waits) anew
+        kwargs = {k: v for k, v in (letter.kwargs or {}).items() if k not in ("attempt", "lease_waits")}
         if letter.task == TRANSCRIBE_TASK:
             kwargs["force"] = True  # transcribe it although a failed record exists
         self.app.send_task(letter.task, args=letter.args, kwargs=kwargs, task_id=str(uuid.uuid4()),

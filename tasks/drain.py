@@ -2,7 +2,9 @@
 
 `tasks.drain` finds every chunk with neither a transcript nor a failed record (three listings of
 the bucket by the key layout), asks for GPU capacity for that backlog, then sends one chord per
-session: `chord(group(transcribe_chunk per missing chunk), combine_session)`. Safe to run while
+session: `chord(group(one run task for the session's backlog), combine_session)` (the run task is
+`transcribe_chunk` of its first waiting chunk with `run_to`, see `tasks/transcribe.py`; with
+`RUN_MAX_S=0` one task per missing chunk). Safe to run while
 some of those chunks are already queued (by the router, or by an earlier drain): a chunk task skips
 a chunk whose transcript exists and waits out another delivery's lease, so no chunk is transcribed
 twice, and every chunk task returns normally (a bad chunk returns "failed" after writing its failed
@@ -21,37 +23,26 @@ Both run on `CONTROL_QUEUE`, consumed by `stt-router beat`, never by a GPU worke
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
 from celery import Celery, chord
 
 from tasks import locks
+from tasks.broker import queue_depth
+from tasks.capacity import apply_capacity, wanted_workers
 from tasks.celery_app import COMBINE_TASK, DRAIN_TASK, SWEEP_TASK, TRANSCRIBE_TASK, app
 from tasks.enqueue import trigger_combine
 from transcription import layout, storage
-from transcription.errors import InvalidKeyError, RetryableError, TranscriptionError
+from transcription.errors import RetryableError, TranscriptionError
 from transcription.manifest import load_manifest
+from transcription.sessions import list_sessions
 from transcription.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-_DONE_RE = re.compile(r"(?:transcripts|failed)/(?P<session>[^/]+)/chunks/(?P<index>[0-9]{1,9})\.json")
 DRAIN_RETRIES = 5
 DRAIN_RETRY_S = 60
-
-
-def _lease_name(bucket: str) -> str:
-    return f"drain:{bucket}"
-
-
-def drain_running(bucket: str, settings: Settings | None = None) -> bool:
-    """A drain of `bucket` holds its lease right now (the scaler then does not scale in)."""
-    try:
-        return bool(locks.redis_client(settings).exists(f"{locks.PREFIX}lease:{_lease_name(bucket)}"))
-    except Exception:  # no Redis: assume not
-        return False
 
 
 def find_backlog(bucket: str, settings: Settings | None = None) -> dict[str, list[str]]:
@@ -62,20 +53,10 @@ def find_backlog(bucket: str, settings: Settings | None = None) -> dict[str, lis
     """
     s = settings or get_settings()
     uploaded: dict[tuple[str, int], str] = {}
-    for key in storage.list_keys(bucket, "sessions/", settings=s):
-        if key.endswith("/manifest.json"):
-            continue
-        try:
-            chunk = layout.parse_chunk_key(key)
-        except InvalidKeyError:
-            continue
-        uploaded.setdefault((chunk.session_id, chunk.index), key)
-    done: set[tuple[str, int]] = set()
-    for prefix in ("transcripts/", "failed/"):
-        for key in storage.list_keys(bucket, prefix, settings=s):
-            m = _DONE_RE.fullmatch(key)
-            if m:
-                done.add((m["session"], int(m["index"])))
+    for chunk in layout.chunk_keys(storage.list_keys(bucket, "sessions/", settings=s)):
+        uploaded.setdefault((chunk.session_id, chunk.index), chunk.key)
+    done = {(d.session_id, d.index) for prefix in ("transcripts/", "failed/")
+            for d in layout.done_keys(storage.list_keys(bucket, prefix, settings=s))}
     backlog: dict[str, list[str]] = {}
     for (session_id, index), key in sorted(uploaded.items()):
         if (session_id, index) not in done:
@@ -84,8 +65,17 @@ def find_backlog(bucket: str, settings: Settings | None = None) -> dict[str, lis
 
 
 def session_chord(bucket: str, session_id: str, keys: list[str], celery: Celery, s: Settings) -> Any:
-    """chord(group(transcribe_chunk per key), combine_session.si(session_id)), not yet sent."""
-    header = [celery.signature(TRANSCRIBE_TASK, args=[bucket, key], queue=s.transcribe_queue) for key in keys]
+    """chord(group(one run task for the backlog), combine_session.si(session_id)), not yet sent.
+
+    The run task is `transcribe_chunk` of the first waiting chunk with `run_to` the last one's index:
+    it transcribes the backlog in runs of at most RUN_MAX_S (`transcription/runs.py`). With
+    RUN_MAX_S=0, one `transcribe_chunk` per chunk."""
+    if s.run_max_s > 0 and keys:
+        last = max(layout.parse_chunk_key(k).index for k in keys)
+        header = [celery.signature(TRANSCRIBE_TASK, args=[bucket, keys[0]], kwargs={"run_to": last},
+                                   queue=s.transcribe_queue)]
+    else:
+        header = [celery.signature(TRANSCRIBE_TASK, args=[bucket, key], queue=s.transcribe_queue) for key in keys]
     body = celery.signature(COMBINE_TASK, args=[session_id], kwargs={"bucket": bucket}, queue=s.transcribe_queue,
                             immutable=True)
     return chord(header, body, app=celery)
@@ -94,13 +84,11 @@ def session_chord(bucket: str, session_id: str, keys: list[str], celery: Celery,
 def run_drain(bucket: str | None = None, *, dry_run: bool = False, settings: Settings | None = None,
               celery: Celery | None = None) -> dict[str, Any]:
     """The drain's logic, callable without a worker (`stt-router drain --now`); returns its summary."""
-    from tasks.capacity import apply_capacity, queue_counts, wanted_workers
-
     s = settings or get_settings()
     celery = celery or app
     bucket = bucket or s.s3_bucket
     started = time.monotonic()
-    lease = locks.Lease(_lease_name(bucket), s.lease_ttl_s, s)
+    lease = locks.Lease(locks.drain_name(bucket), s.lease_ttl_s, s)
     if not dry_run and not lease.acquire():
         log.info("drain_skipped bucket=%s: another drain is running", bucket)
         return {"status": "already_running", "bucket": bucket}
@@ -108,7 +96,8 @@ def run_drain(bucket: str | None = None, *, dry_run: bool = False, settings: Set
         backlog = find_backlog(bucket, s)
         chunks = sum(len(keys) for keys in backlog.values())
         try:
-            visible, in_flight = queue_counts(s)
+            depth = queue_depth(s.transcribe_queue, s)
+            visible, in_flight = depth.waiting, depth.in_flight
         except TranscriptionError as e:  # the listing alone still sizes the fleet
             log.warning("drain: queue depth unknown (%s); sizing from the listing", e.reason)
             visible, in_flight = 0, 0
@@ -190,8 +179,6 @@ class _SweepMemo:
 def run_sweep(bucket: str | None = None, *, settings: Settings | None = None,
               celery: Celery | None = None) -> dict[str, Any]:
     """Queue the combine of every ended, fully done, uncombined session; returns a summary."""
-    from transcription.sessions import list_sessions
-
     s = settings or get_settings()
     celery = celery or app
     bucket = bucket or s.s3_bucket
@@ -205,6 +192,9 @@ def run_sweep(bucket: str | None = None, *, settings: Settings | None = None,
             manifest = load_manifest(bucket, session_id, settings=s)
             if manifest is None or manifest.total_chunks is None:
                 memo.remember(session_id, combined=False)
+                if manifest is not None and manifest.invalid:  # the recorder's to fix: say so every hour
+                    errors[session_id] = f"manifest invalid: {manifest.invalid}"
+                    log.warning("sweep_manifest_invalid session=%s reason=%s", session_id, manifest.invalid)
                 continue  # still open: nothing to combine yet
             if storage.exists(bucket, layout.session_transcript_key(session_id, "json"), settings=s):
                 memo.remember(session_id, combined=True)

@@ -13,7 +13,9 @@ from typing import Any
 
 from celery import Celery
 
+from tasks import locks
 from tasks.celery_app import COMBINE_TASK, TRANSCRIBE_TASK
+from tasks.celery_app import app as default_app
 from transcription import sessions
 from transcription.errors import NetworkError
 from transcription.settings import Settings, get_settings
@@ -24,11 +26,7 @@ DEAD_LETTER_HEADER = "dead_letter"
 
 
 def _app(app: Celery | None) -> Celery:
-    if app is not None:
-        return app
-    from tasks.celery_app import app as default_app
-
-    return default_app
+    return app if app is not None else default_app
 
 
 def enqueue_chunk(bucket: str, key: str, *, task_id: str | None = None, force: bool = False,
@@ -62,8 +60,9 @@ def trigger_combine(bucket: str, session_id: str, *, app: Celery | None = None,
     """The session-completion check, and `combine_session` queued once if it says so.
 
     Called after every chunk (either path) and on a manifest upload. A Redis `SET NX` flag per
-    (session, chunks done) sends one task however many callers race; `combine_session` is guarded
-    again by its own lock and the conditional write, so a duplicate would still give one result.
+    (session, chunks done, chunk transcript versions) sends one task however many callers race;
+    `combine_session` is guarded again by its own lock and the conditional write, so a duplicate
+    would still give one result.
     """
     s = settings or get_settings()
     if sessions.load_manifest(bucket, session_id, settings=s) is None:
@@ -71,16 +70,23 @@ def trigger_combine(bucket: str, session_id: str, *, app: Celery | None = None,
     status = sessions.session_status(bucket, session_id, settings=s)
     if not sessions.should_combine(bucket, session_id, status=status, settings=s):
         return False
-    fingerprint = f"combine:{bucket}/{session_id}:{len(status.transcribed)}:{len(status.failed)}"
+    # per set of chunk transcripts: a re-uploaded chunk's new transcript is a new combine (hole 9)
+    fingerprint = f"combine:{bucket}/{session_id}:{len(status.transcribed)}:{len(status.failed)}:{status.versions}"
+    flagged = False
     try:
-        from tasks.locks import set_once
-
-        if not set_once(fingerprint, max(60, s.visibility_timeout_s), settings=s):
+        if not locks.set_once(fingerprint, max(60, s.visibility_timeout_s), settings=s):
             log.info("combine_already_triggered session=%s", session_id)
             return False
-    except (ImportError, NetworkError) as e:  # no Redis here: the combine's own guard suffices
+        flagged = True
+    except (ImportError, NetworkError) as e:  # no Redis here (on the router, no redis package):
+        # the combine's own guard suffices
         log.info("combine trigger without a Redis flag (%s)", e)
-    _app(app).send_task(COMBINE_TASK, args=[session_id], kwargs={"bucket": bucket}, queue=s.transcribe_queue)
+    try:
+        _app(app).send_task(COMBINE_TASK, args=[session_id], kwargs={"bucket": bucket}, queue=s.transcribe_queue)
+    except Exception:  # not sent: the flag must not claim it was, or the caller's retry sends nothing
+        if flagged:
+            locks.clear_once(fingerprint, settings=s)
+        raise
     log.info("combine_triggered session=%s transcribed=%d failed=%d", session_id, len(status.transcribed),
              len(status.failed))
     return True

@@ -27,6 +27,9 @@ _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexp
           "else return 0 end")
 
 
+# `redis` is imported where it is used: the router publishes through `tasks.enqueue`, which uses the
+# one-shot flag here, and its Lambda package has no redis (the flag is skipped there).
+
 @lru_cache(maxsize=8)
 def _client(url: str, pid: int) -> Any:
     import redis
@@ -50,15 +53,33 @@ def redis_errors(what: str) -> Iterator[None]:
         raise NetworkError(f"redis ({what}): {e}") from e
 
 
+# --- the names leases are taken on: one place, so a reader (the scaler, the worker's main process)
+# names the same lease as its holder ---
+
 def chunk_name(bucket: str, key: str) -> str:
+    """A chunk's lease: one delivery transcribes it at a time."""
     return f"{bucket}/{key}"
+
+
+def combine_name(bucket: str, session_id: str) -> str:
+    """A session's combine lease: one combine of it at a time."""
+    return f"combine:{bucket}/{session_id}"
+
+
+def drain_name(bucket: str) -> str:
+    """The drain's lease: one drain of a bucket at a time (the scaler does not scale in meanwhile)."""
+    return f"drain:{bucket}"
+
+
+def lease_key(name: str) -> str:
+    return f"{PREFIX}lease:{name}"
 
 
 class Lease:
     """An exclusive, expiring, self-renewing claim on a name."""
 
     def __init__(self, name: str, ttl_s: float, settings: Settings | None = None) -> None:
-        self.key = f"{PREFIX}lease:{name}"
+        self.key = lease_key(name)
         self.ttl_ms = max(1000, int(ttl_s * 1000))
         self.token = uuid.uuid4().hex
         self._settings = settings
@@ -100,16 +121,31 @@ class Lease:
             log.warning("lease_release_failed key=%s: %s", self.key, e)
 
 
+def is_held(name: str, settings: Settings | None = None) -> bool:
+    """Someone holds the lease on `name` right now."""
+    with redis_errors("lease"):
+        return bool(redis_client(settings).exists(lease_key(name)))
+
+
 def force_release(name: str, settings: Settings | None = None) -> None:
     """Drop a lease whatever its token: for the worker's main process when a pool process died."""
     with contextlib.suppress(Exception):
-        redis_client(settings).delete(f"{PREFIX}lease:{name}")
+        redis_client(settings).delete(lease_key(name))
 
 
 def set_once(name: str, ttl_s: int, settings: Settings | None = None) -> bool:
     """True for the first caller only (until `ttl_s` passes): a one-shot trigger."""
     with redis_errors("flag"):
         return bool(redis_client(settings).set(f"{PREFIX}once:{name}", "1", nx=True, ex=max(1, ttl_s)))
+
+
+def clear_once(name: str, settings: Settings | None = None) -> None:
+    """Take back a one-shot flag whose action failed, so the next caller acts (best effort: if Redis
+    is gone too, the flag lapses and the sweeper acts)."""
+    try:
+        redis_client(settings).delete(f"{PREFIX}once:{name}")
+    except Exception as e:
+        log.warning("flag_clear_failed name=%s: %s", name, e)
 
 
 # --- deliveries that never finished: counted, so a chunk that kills its worker cannot loop ---

@@ -1,16 +1,19 @@
-"""What the worker's main process does when a pool process dies holding a chunk.
+"""What the worker's main process does when a pool process dies holding leases.
 
 The pool process cannot clean up after a SIGKILL, an out-of-memory kill or a hard time limit, so
-the main process does: it drops the chunk's lease (the requeued message can start at once instead
-of waiting for the lease to lapse) and notes why it died, which the chunk's failed record quotes
-if it keeps dying. The message itself comes back through `task_reject_on_worker_lost`.
+the main process does: it drops the leases the delivery held (the requeued message can start at
+once instead of waiting for them to lapse) and notes why it died, which the failed record quotes if
+it keeps dying (`Delivery.count_start`). The message itself comes back through
+`task_reject_on_worker_lost`. A task opts in with `Request="tasks.requests:LeaseRequest"` and
+`lease_names`, a function of its arguments giving the names it leases (`tasks.locks`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from billiard.einfo import ExceptionWithTraceback
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # missing from celery-types' stubs
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
@@ -19,13 +22,13 @@ from tasks import locks
 log = logging.getLogger(__name__)
 
 
-class ChunkRequest(Request):
+class LeaseRequest(Request):
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft:
             self._died(f"hard time limit of {timeout:.0f} s exceeded")
         super().on_timeout(soft, timeout)
 
-    def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
@@ -34,11 +37,12 @@ class ChunkRequest(Request):
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def _died(self, reason: str) -> None:
+        lease_names = getattr(self.task, "lease_names", None)
         try:
-            bucket, key = self.args[0], self.args[1]
-        except (IndexError, TypeError):
+            names = list(lease_names(*self.args, **self.kwargs)) if lease_names else []
+        except (TypeError, ValueError, IndexError):  # a malformed message: nothing was leased
             return
-        name = locks.chunk_name(str(bucket), str(key))
-        log.warning("chunk_died key=%s reason=%s", key, reason)
-        locks.force_release(name)
-        locks.note_death(name, reason)
+        for name in names:
+            log.warning("delivery_died lease=%s task=%s reason=%s", name, self.task.name, reason)
+            locks.force_release(name)
+            locks.note_death(name, reason)

@@ -1,23 +1,15 @@
-"""When and how a task tries again: exponential backoff with a cap, never past the visibility timeout."""
+"""When a task tries again: exponential backoff with a cap, never past the visibility timeout.
+
+The timing policy `tasks.delivery.Delivery` applies; kept apart so it can be read (and tested) alone.
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Any
 
 from transcription.settings import Settings
 
 MAX_LEASE_WAITS = 40  # a second delivery waits this many times for the lease holder, then leaves it to it
-
-
-@dataclass
-class RetryLater(Exception):
-    """Raised by the task logic; the task turns it into `self.retry(...)` with these kwargs."""
-
-    countdown: float
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
 
 
 def backoff_s(attempt: int, settings: Settings) -> float:

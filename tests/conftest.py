@@ -1,4 +1,11 @@
-"""Fixtures shared by every component's tests: speech, settings, engines."""
+"""Fixtures shared by every component's tests: speech, settings, engines, the services.
+
+Tiers: a test that uses moto's server, the shared Redis or the Whisper model is marked `moto`,
+`redis` or `model` from the fixtures it uses (directly or through other fixtures: `moto`/`bucket`,
+`redis_url`, `fw_engine`/`load_engine_named`), or by hand when it starts those itself (the demo);
+`make test-fast` runs the rest. In that tier the engine refuses to load, here and (MODEL points
+nowhere) in the processes a test starts, so a test that needs the model without saying so fails there.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,52 @@ os.environ.setdefault("MODEL_CACHE_DIR", str(ROOT / ".cache" / "models"))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# marker -> the fixtures whose use means a test needs what the marker names
+NEEDS = {
+    "moto": {"moto", "bucket"},
+    "redis": {"redis_url"},
+    "model": {"fw_engine", "load_engine_named"},
+}
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        if item.get_closest_marker("whisperx"):
+            item.add_marker("model")
+
+
+NO_MODEL = "/the-fast-tier-has-no-model"  # MODEL for the processes a fast test starts: refused with the reason
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "not model" in (config.option.markexpr or ""):  # the fast tier: no model may load, here or in a child
+        import transcription.engines
+
+        def refuse(*_: object, **__: object) -> None:
+            raise RuntimeError("this test loads the Whisper model: use the fw_engine fixture (it marks it `model`)")
+
+        transcription.engines.load_engine = refuse  # type: ignore[assignment]
+        os.environ["MODEL"] = NO_MODEL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis every test shares (127.0.0.1:6379, running before the tests; never flushed: use
+    unique key prefixes and queue names). Using it marks a test `redis`."""
+    import redis
+
+    try:
+        redis.Redis.from_url(SHARED_REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as e:
+        pytest.fail(f"this test needs the Redis at {SHARED_REDIS_URL}: {e}")
+    return SHARED_REDIS_URL
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,10 @@
 Safety: the container format is sniffed from the first bytes and the matching demuxer is forced,
 so playlist, concat or image-sequence demuxers (which open other files or URLs) are never used;
 the decoder only ever sees an in-memory buffer. Decoding stops at a duration cap and a time cap.
+
+A piece from the middle of a stream (a recorder's timeslice: `transcription/streams.py`) is decoded
+with its stream's `header` put before it; its `start` is then its place on the stream's timeline,
+and the caps still hold (the header's duration is the stream's, so it is not the piece's limit).
 """
 
 from __future__ import annotations
@@ -15,17 +19,27 @@ from pathlib import Path
 import numpy as np
 
 from transcription.errors import AudioError, UnsupportedMediaError
+from transcription.layout import AUDIO_EXTENSIONS
+from transcription.streams import continues_stream
 
 SAMPLE_RATE = 16000
 
 # container -> the FFmpeg demuxer forced for it
-DEMUXERS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "m4a": "mov", "ogg": "ogg", "webm": "matroska"}
+DEMUXERS = {"wav": "wav", "mp3": "mp3", "flac": "flac", "m4a": "mov", "ogg": "ogg", "webm": "matroska",
+            "aac": "aac"}
+# containers without a magic number at byte 0, read only when the upload's name or Content-Type says so:
+# ADTS AAC (Android's AAC_ADTS recorder, often saved as .m4a) and MP3 that starts with something else
+HINTS = {"audio/aac": "aac", "audio/x-aac": "aac", "audio/aacp": "aac", "audio/mpeg": "mp3", "audio/mp3": "mp3",
+         "audio/mpga": "mp3", "mp3": "mp3", "mpeg": "mp3", "mpga": "mp3"}
+MAX_STREAM_START_S = 7 * 24 * 3600.0  # a week: a recorder's stream is never longer
 
 
 @dataclass(frozen=True)
 class Audio:
     samples: np.ndarray  # float32 mono at SAMPLE_RATE
     container: str
+    start: float = 0.0  # the stream's time of the first sample (a continuation's place on its stream)
+    continuation: bool = False  # decoded with the header of an earlier piece of its stream
 
     @property
     def duration(self) -> float:
@@ -74,17 +88,26 @@ def decode_audio(
     max_seconds: float | None = None,
     timeout_s: float | None = None,
     max_bytes: int | None = None,
+    header: bytes | None = None,
+    hints: tuple[str | None, ...] = (),
 ) -> Audio:
-    """Decode any supported container to 16 kHz mono float32; refuse anything else with a reason."""
+    """Decode any supported container to 16 kHz mono float32; refuse anything else with a reason.
+
+    `header`: the stream's header, for a piece that continues a stream (see `streams.py`).
+    `hints`: the upload's extension and Content-Type, used only when the bytes name no container."""
     data = _read_input(source, max_bytes)
     if not data:
         raise AudioError("audio is empty (0 bytes)")
-    container = sniff_container(data[:16])
+    piece = continues_stream(data[:16])
+    if piece is not None and header is None:
+        raise AudioError(f"a piece from the middle of a {piece} stream (no header): upload it as a session "
+                         "chunk after the stream's first piece, which holds the header")
+    if header is not None:
+        data = header + data
+    container = sniff_container(data[:16]) or next((HINTS[h] for h in hints if h in HINTS), None)
     if container is None:
-        raise UnsupportedMediaError(
-            "not a supported audio file (expected wav, mp3, flac, m4a, ogg or webm; "
-            f"first bytes {data[:8].hex()})"
-        )
+        raise UnsupportedMediaError(  # the input's bytes are never echoed: it may be any object
+            "not a supported audio file (expected " + ", ".join(AUDIO_EXTENSIONS) + ")")
     import av  # heavy (FFmpeg): imported when audio is first decoded, not at module import
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -92,13 +115,19 @@ def decode_audio(
     pieces: list[np.ndarray] = []
     n = 0
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+    start: float | None = None
     try:
         with av.open(io.BytesIO(data), mode="r", format=DEMUXERS[container], metadata_errors="ignore") as c:
             if not c.streams.audio:
                 raise AudioError(f"{container} file has no audio stream")
             stream = c.streams.audio[0]
-            declared = _declared_seconds(c, stream)
+            declared = None if header is not None else _declared_seconds(c, stream)  # a header's is the stream's
+            if declared is not None and max_seconds is not None and declared > max_seconds:  # before allocating
+                raise AudioError(f"audio is longer than the maximum of {max_seconds:.0f} s "
+                                 f"(its header says {declared:.0f} s)")
             for frame in c.decode(stream):
+                if start is None and frame.time is not None:
+                    start = float(frame.time)
                 for out in resampler.resample(frame):
                     arr = out.to_ndarray().reshape(-1)
                     pieces.append(arr)
@@ -121,11 +150,16 @@ def decode_audio(
         _check_wav_length(data)
     if declared is not None and decoded < declared * 0.9 - 0.25:
         raise AudioError(f"{container} file is truncated: header says {declared:.2f} s, decoded {decoded:.2f} s")
-    return Audio(samples=samples, container=container)
+    start = 0.0 if start is None or not np.isfinite(start) else round(start, 3)
+    if not 0.0 <= start <= MAX_STREAM_START_S:
+        start = 0.0  # a timestamp that places the piece nowhere sensible says nothing about its place
+    return Audio(samples=samples, container=container, start=start, continuation=header is not None)
 
 
 def _declared_seconds(container, stream) -> float | None:
     """The duration the header promises, when it states one (not estimated from the bitrate)."""
+    if container.format.name == "aac":  # raw ADTS frames state no duration: FFmpeg's is a bitrate guess
+        return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.format.name == "wav" and container.duration:

@@ -1,7 +1,9 @@
 """`stt-router`: the one command line for every part.
 
 Subcommands live with the part they start (`app`, `gpu_worker`, ...) and are imported only when
-invoked, so `stt-router --help` and the router's tools stay fast and need no engine installed.
+invoked, so `stt-router --help` and the router's tools stay fast and need no engine installed. A
+command module imports only click at its top and, inside each command, the part that command starts
+(the server alone takes seconds to import), so `stt-router <command> --help` is fast too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from transcription.errors import TranscriptionError
+
 # name -> "module:attribute" of a click command; imported on first use
 LAZY_COMMANDS: dict[str, str] = {
     "serve": "app.cli:serve",
@@ -21,8 +25,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "sessions": "tasks.cli:sessions",
     "router-local": "router_lambda.cli:router_local",
     "build-lambda": "router_lambda.cli:build_lambda",
-    "beat": "tasks.beat_cli:beat",
-    "drain": "tasks.beat_cli:drain",
+    "beat": "tasks.cli:beat_command",
+    "drain": "tasks.cli:drain_command",
     "flower": "gpu_worker.cli:flower",
     "demo": "devstack.cli:demo",
     "stack": "devstack.cli:stack",
@@ -56,19 +60,19 @@ EXTENSIONS = {"text": "txt", "json": "json", "verbose_json": "verbose.json", "sr
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="txt", show_default=True)
 @click.option("--engine", type=click.Choice(["faster-whisper", "whisperx"]), help="overrides ENGINE")
 @click.option("--model", help="overrides MODEL: a bundled name, a model directory, or a hub name")
-@click.option("--language", help="ISO 639-1 code; detected when omitted")
+@click.option("--language", help="ISO 639-1 code; detected when omitted; `en,de` detects among those only")
 @click.option("--prompt", help="names and terms to bias the model")
 @click.option("--word-timestamps", is_flag=True, help="word-level times (json, verbose_json)")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="write <name>.<format> here instead of printing")
 def transcribe(files: tuple[Path, ...], fmt: str, engine: str | None, model: str | None, language: str | None,
                prompt: str | None, word_timestamps: bool, output_dir: Path | None) -> None:
-    """Transcribe audio FILES (wav, mp3, flac, m4a, ogg, webm)."""
+    """Transcribe audio FILES (flac, mp3, mp4, mpeg, mpga, m4a, ogg, oga, opus, wav, webm)."""
+    # here, not at the top: `stt-router --help` imports this module (numpy, the engine, the settings)
     from pydantic import ValidationError
 
-    from transcription.chunk import transcribe_chunk
+    from transcription.chunk import transcribe_audio
     from transcription.engines import load_engine
-    from transcription.errors import TranscriptionError
     from transcription.formats import render
     from transcription.options import TranscribeOptions
     from transcription.settings import get_settings
@@ -94,7 +98,7 @@ def transcribe(files: tuple[Path, ...], fmt: str, engine: str | None, model: str
         click.echo(f"{prefix}: transcribing ...", err=True)
         started = time.perf_counter()
         try:
-            t = transcribe_chunk(path, options, engine=eng, settings=settings)
+            t = transcribe_audio(path, options, engine=eng, settings=settings)
         except TranscriptionError as e:
             failed += 1
             click.echo(f"{prefix}: failed: {e.reason}", err=True)

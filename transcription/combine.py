@@ -2,8 +2,17 @@
 
 Chunks are concatenated in index order; each chunk's times are shifted by the durations of the
 chunks before it and clamped to its own span, so times never run backwards across a boundary.
+Each segment keeps the language its chunk was transcribed in, and each chunk's entry records it.
 A failed chunk becomes a gap marker (its duration still counts when known), and a hole in the
 index sequence is listed as missing: either makes the session `partial`.
+
+A piece of a recorder's stream (`stream_from`, `stream_start`: see `streams.py`) is placed by its
+stream's timestamps instead: at the offset of the chunk that starts its stream plus its own start on
+that stream, so a lost or late piece does not shift the rest (never earlier than the running offset,
+so times still never run backwards).
+
+Diarized chunks carry chunk-local speakers; their voice centroids link them into session speakers
+(`transcription/speakers/link.py`), and every segment, word and turn gets its session speaker.
 """
 
 from __future__ import annotations
@@ -12,17 +21,16 @@ from collections import Counter
 from collections.abc import Sequence
 
 from transcription.manifest import Manifest
-from transcription.transcript import ChunkEntry, ChunkTranscript, FailedChunk, Segment, SessionTranscript
-
-
-def _clamp(seg: Segment, lo: float, hi: float) -> Segment:
-    def c(x: float) -> float:
-        return round(min(max(x, lo), hi), 3)
-
-    words = None if seg.words is None else [
-        w.model_copy(update={"start": c(w.start), "end": c(max(w.end, w.start))}) for w in seg.words
-    ]
-    return seg.model_copy(update={"start": c(seg.start), "end": c(max(seg.end, seg.start)), "words": words})
+from transcription.settings import Settings, get_settings
+from transcription.transcript import (
+    ChunkEntry,
+    ChunkTranscript,
+    FailedChunk,
+    Segment,
+    SessionSpeaker,
+    SessionTranscript,
+    SpeakerTurn,
+)
 
 
 def gap_segment(index: int, start: float, duration: float, reason: str) -> Segment:
@@ -33,6 +41,8 @@ def combine_chunks(
     session_id: str,
     chunks: Sequence[ChunkTranscript | FailedChunk],
     manifest: Manifest | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> SessionTranscript:
     """One session transcript from its chunk transcripts and failed records (any order)."""
     by_index: dict[int, ChunkTranscript | FailedChunk] = {}
@@ -43,14 +53,18 @@ def combine_chunks(
             by_index[idx] = c
     entries: list[ChunkEntry] = []
     segments: list[Segment] = []
+    owners: list[int | None] = []  # the chunk each segment came from
+    diarized: list[tuple[int, float, ChunkTranscript]] = []
     offset = 0.0
     previous: int | None = None
+    stream_zero: dict[int, float] = {}  # chunk that starts a stream -> session time of that stream's 0
     for idx in sorted(by_index):
         if previous is not None:
             for hole in range(previous + 1, idx):
                 entries.append(ChunkEntry(index=hole, offset=offset, duration=0.0, status="missing",
                                           reason="no chunk uploaded with this index"))
                 segments.append(gap_segment(hole, offset, 0.0, "not uploaded"))
+                owners.append(None)
         previous = idx
         c = by_index[idx]
         if isinstance(c, FailedChunk):
@@ -58,16 +72,30 @@ def combine_chunks(
             entries.append(ChunkEntry(index=idx, source_key=c.source_key, offset=offset, duration=duration,
                                       status="failed", reason=c.reason))
             segments.append(gap_segment(idx, offset, duration, c.error))
+            owners.append(None)
         else:
             duration = c.duration
+            if c.stream_from is not None and c.stream_start is not None:
+                if c.stream_from == idx:
+                    stream_zero[idx] = offset - c.stream_start
+                elif c.stream_from in stream_zero:
+                    offset = round(max(offset, stream_zero[c.stream_from] + c.stream_start), 3)
             entries.append(ChunkEntry(index=idx, source_key=c.source_key, offset=offset, duration=duration,
-                                      status="transcribed"))
-            segments.extend(_clamp(s.shifted(offset), offset, offset + duration) for s in c.segments)
+                                      status="transcribed", language=c.language, run=c.run))
+            segments.extend(s.shifted(offset).clamped(offset, offset + duration).model_copy(
+                update={"language": s.language or c.language}) for s in c.segments)
+            owners.extend(idx for _ in c.segments)
+            if c.turns is not None:
+                diarized.append((idx, offset, c))
         offset = round(offset + duration, 3)
     transcripts = [c for c in by_index.values() if isinstance(c, ChunkTranscript)]
     languages = Counter(c.language for c in transcripts if c.language)
     expected = manifest.total_chunks if manifest else None
     partial = any(e.status != "transcribed" for e in entries) or (expected is not None and len(by_index) < expected)
+    turns: list[SpeakerTurn] | None = None
+    speakers: list[SessionSpeaker] | None = None
+    if diarized:
+        segments, turns, speakers = _link(diarized, segments, owners, manifest, settings or get_settings())
     return SessionTranscript(
         session_id=session_id,
         title=manifest.title if manifest else None,
@@ -78,5 +106,38 @@ def combine_chunks(
         partial=partial,
         engine=transcripts[0].engine if transcripts else None,
         model=transcripts[0].model if transcripts else None,
+        turns=turns,
+        speakers=speakers,
     )
+
+
+def _link(diarized: list[tuple[int, float, ChunkTranscript]], segments: list[Segment], owners: list[int | None],
+          manifest: Manifest | None, s: Settings) -> tuple[list[Segment], list[SpeakerTurn], list[SessionSpeaker]]:
+    """Session speakers for the chunk-local ones; segments, words and turns relabelled with them."""
+    # imported here: linking uses numpy, and the router imports this module (through sessions)
+    from transcription.speakers.link import link_speakers
+
+    mapping, speakers = link_speakers(
+        diarized, threshold=s.speaker_link_threshold, min_speaker_s=s.speaker_min_s,
+        min_speakers=manifest.min_speakers if manifest else None,
+        max_speakers=manifest.max_speakers if manifest else None,
+    )
+
+    def name(idx: int | None, local: str | None) -> str | None:
+        return None if idx is None or local is None else mapping.get((idx, local), local)
+
+    out = []
+    for seg, idx in zip(segments, owners, strict=True):
+        words = None if seg.words is None else [
+            w.model_copy(update={"speaker": name(idx, w.speaker)}) for w in seg.words]
+        out.append(seg.model_copy(update={"speaker": name(idx, seg.speaker), "words": words}))
+    turns = []
+    for idx, offset, c in diarized:
+        end = offset + c.duration
+        for t in c.turns or []:
+            start, stop = round(min(t.start + offset, end), 3), round(min(t.end + offset, end), 3)
+            if stop > start:
+                turns.append(SpeakerTurn(start=start, end=stop, speaker=mapping.get((idx, t.speaker), t.speaker)))
+    turns.sort(key=lambda t: (t.start, t.end))
+    return out, turns, speakers
 

@@ -57,8 +57,20 @@ class InvalidKeyError(PermanentError):
     kind = "bad_key"
 
 
+class AccessRefused(PermanentError):
+    """A bucket or key this caller may not read or write (outside the configured bucket and prefixes)."""
+
+    kind = "forbidden"
+
+
 class NotFoundError(PermanentError):
     kind = "not_found"
+
+
+class ChangedError(NotFoundError):
+    """The object is no longer the version asked for: overwritten (a re-uploaded chunk) since."""
+
+    kind = "changed"
 
 
 class ModelError(PermanentError):
@@ -71,3 +83,28 @@ class OptionError(PermanentError):
     """A request asked for something this engine or configuration cannot do."""
 
     kind = "bad_option"
+
+
+class TooLarge(PermanentError):
+    """An upload, download or request body over its limit."""
+
+    kind = "too_large"
+
+
+class UrlRefused(PermanentError):
+    """A URL the server will not fetch: not http(s), or a non-public address."""
+
+    kind = "url_refused"
+
+
+class UrlFetchError(PermanentError):
+    """A URL that could not be fetched: unresolvable, unreachable, an HTTP error, too slow."""
+
+    kind = "url_fetch"
+
+
+class StreamHeaderPending(RetryableError):
+    """A piece that continues a stream (a recorder's timeslice) whose first chunk, holding the
+    stream's header, is not uploaded yet: it waits, and is transcribed once that chunk is there."""
+
+    kind = "waiting_for_header"

@@ -13,12 +13,15 @@ Keys are validated before any S3 call: a session id is 1-128 characters of lette
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
-from transcription.errors import InvalidKeyError
+from transcription.errors import AccessRefused, InvalidKeyError
 
-AUDIO_EXTENSIONS = ("wav", "mp3", "flac", "m4a", "ogg", "webm")
+# OpenAI's transcription formats plus opus and oga; the container is sniffed from the bytes, so an
+# extension only says "audio" (mp4/m4a, mpeg/mpga/mp3, ogg/oga/opus are the same containers)
+AUDIO_EXTENSIONS = ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "opus", "wav", "webm")
 SESSION_FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
 FORMAT_EXTENSIONS = {"json": "json", "verbose_json": "verbose.json", "text": "txt", "srt": "srt",
                      "vtt": "vtt", "tsv": "tsv"}
@@ -28,6 +31,8 @@ MAX_INDEX_DIGITS = 9
 _SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CHUNK_RE = re.compile(r"sessions/(?P<session>[^/]+)/chunks/(?P<index>[0-9]+)\.(?P<ext>[A-Za-z0-9]+)")
 _MANIFEST_RE = re.compile(r"sessions/(?P<session>[^/]+)/manifest\.json")
+K = TypeVar("K")
+_DONE_RE = re.compile(r"(?P<folder>transcripts|failed)/(?P<session>[^/]+)/chunks/(?P<index>[0-9]+)\.json")
 
 
 def validate_session_id(session_id: str) -> str:
@@ -120,6 +125,47 @@ def parse_chunk_key(key: str) -> ChunkKey:
     return ChunkKey(key=key, session_id=validate_session_id(m["session"]), index=int(m["index"]), ext=ext)
 
 
+@dataclass(frozen=True)
+class DoneKey:
+    """A parsed `transcripts/<id>/chunks/<index>.json` or `failed/<id>/chunks/<index>.json` key:
+    a chunk that is done, transcribed or failed."""
+
+    key: str
+    session_id: str
+    index: int
+    failed: bool
+
+
+def parse_done_key(key: str) -> DoneKey:
+    """Parse a chunk transcript or failed record key, or raise InvalidKeyError with the reason."""
+    _check_key(key)
+    m = _DONE_RE.fullmatch(key)
+    if not m:
+        raise InvalidKeyError(f"not a chunk transcript or failed record key: {key[:200]!r}")
+    if len(m["index"]) > MAX_INDEX_DIGITS:
+        raise InvalidKeyError(f"chunk index has more than {MAX_INDEX_DIGITS} digits")
+    return DoneKey(key=key, session_id=validate_session_id(m["session"]), index=int(m["index"]),
+                   failed=m["folder"] == "failed")
+
+
+def chunk_keys(keys: Iterable[str]) -> Iterator[ChunkKey]:
+    """The audio chunk keys among `keys` (e.g. a listing of `sessions/`), parsed; other keys are skipped."""
+    return _parsed(keys, parse_chunk_key)
+
+
+def done_keys(keys: Iterable[str]) -> Iterator[DoneKey]:
+    """The chunk transcript and failed record keys among `keys` (a listing), parsed; others are skipped."""
+    return _parsed(keys, parse_done_key)
+
+
+def _parsed(keys: Iterable[str], parse: Callable[[str], K]) -> Iterator[K]:
+    for key in keys:
+        try:
+            yield parse(key)
+        except InvalidKeyError:
+            continue
+
+
 KeyKind = Literal["chunk", "manifest"]
 
 
@@ -152,3 +198,43 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         raise InvalidKeyError(f"invalid bucket name {bucket[:70]!r}")
     _check_key(key)
     return bucket, key
+
+
+# --- what a caller of the server's S3 route may read and write -----------------------------------
+LAYOUT_FOLDERS = ("sessions/", "transcripts/", "failed/")
+
+
+def _in_layout(prefix: str) -> bool:
+    """A prefix inside (or above) the layout's own folders, in any letter case."""
+    p = prefix.lower()
+    return not p or any(p.startswith(f) or f.startswith(p) for f in LAYOUT_FOLDERS)
+
+
+def check_s3_access(source: tuple[str, str], output: tuple[str, str] | None, *, bucket: str,
+                    input_prefixes: Iterable[str], output_prefix: str) -> None:
+    """The rule for `/transcribe-s3` (one API key serves every caller), or `AccessRefused`:
+
+    - both objects are in `bucket` (the configured one);
+    - the input is a chunk key (`sessions/<id>/chunks/<n>.<ext>`) or under one of `input_prefixes`;
+    - the output is the input chunk's own transcript key, or under `output_prefix`; never elsewhere
+      in the layout's folders (another session's chunk, session transcript or failed record).
+    Prefixes overlapping the layout's folders are ignored (a configuration that would reopen the hole).
+    """
+    for what, (b, _) in (("input", source), *((("output", output),) if output else ())):
+        if b != bucket:
+            raise AccessRefused(f"the {what} must be in the bucket {bucket!r}, not {b[:70]!r}")
+    key = source[1]
+    chunk = parse_chunk_key(key) if key.startswith("sessions/") else None  # a bad one: InvalidKeyError
+    if output is not None and output[1].startswith("sessions/"):  # the router would take it for an upload
+        raise InvalidKeyError("a transcript may not be written under sessions/ (the recorders' folder)")
+    readable = [p for p in input_prefixes if not _in_layout(p)]
+    if chunk is None and not any(key.startswith(p) for p in readable):
+        raise AccessRefused("s3_input_path must be a chunk key (sessions/<id>/chunks/<index>.<ext>)"
+                            + (f" or a key under {', '.join(readable)}" if readable else ""))
+    if output is None or (chunk is not None and output[1] == chunk.transcript_key):
+        return
+    if _in_layout(output_prefix) or not output[1].startswith(output_prefix):
+        places = ([] if _in_layout(output_prefix) else [f"under {output_prefix!r}"]) + (
+            ["the chunk's own transcript key"] if chunk else [])
+        raise AccessRefused(f"s3_output_path must be {' or '.join(places)}" if places else
+                            "s3_output_path is not allowed here (no usable S3_OUTPUT_PREFIX)")

@@ -25,6 +25,13 @@ words there:
 - Segments untouched by a splice are kept as they were; touched ones are rebuilt from their words
   (split at sentence ends), and a final pass keeps segment and word times monotonic.
 - No repair across a failed or missing chunk: its gap stays marked and the boundary is skipped.
+- No piece or window across chunks whose detected languages differ (a recording that switches
+  language): a run is split at the change, the window across it is skipped (`language changes`),
+  and each piece and window is decoded in its own chunks' language (or the manifest's fixed one),
+  with context only from words in that language; rebuilt segments keep their chunk's language.
+- No repair inside a run (chunks the queued path transcribed in one engine call, `run` in their
+  transcripts, `transcription/runs.py`): there is no cut there. Their chunks are not regrouped, and
+  only the boundaries between runs, or between a run and a chunk transcribed alone, get windows.
 - Windows and pieces are given the words before them as context (`transcription/context.py`),
   which drops a prompted hallucination and transcribes again without it.
 
@@ -41,85 +48,71 @@ transcript is repaired, and its `repair` field records that it was. A session tr
 `repair` field is set is returned unchanged (idempotent); `BOUNDARY_REPAIR=false` returns the naive
 concatenation. The S3 side stays with the caller: chunk audio comes from a callable
 (`s3_audio_loader` builds the production one).
+
+A piece or window whose words disagree with the chunks' own beyond what a cut explains (it adds a
+sentence they do not have, or leaves out a run of theirs: `transcription/agreement.py`) is not
+used: the chunks' words stay for its span, and the record's `rejected` lists it with the reason, so
+a session is never worse than its chunks.
+
+This module decides what to transcribe again and runs the engine; what is done with the words
+that come back (anchors, seams, segment rebuilding) is `transcription/splice.py`, pure and
+unit-tested on synthetic words.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import re
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from difflib import SequenceMatcher
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from transcription import chunk, layout, storage
+from transcription.agreement import disagreement
 from transcription.audio import SAMPLE_RATE, Audio
 from transcription.context import Context
 from transcription.engines import Engine, get_engine
-from transcription.errors import ModelError, PermanentError
+from transcription.errors import ModelError, NotFoundError, PermanentError
 from transcription.options import TranscribeOptions
 from transcription.settings import Settings, get_settings
-from transcription.transcript import ChunkEntry, Segment, SessionTranscript, Word
+from transcription.splice import (
+    Seam,
+    Token,
+    normalize_word,
+    rebuild_segments,
+    replace_piece,
+    splice_window,
+    text_before,
+    tokens_from_segments,
+    window_tokens,
+)
+from transcription.transcript import ChunkEntry, Segment, SessionTranscript, Transcript
 
 log = logging.getLogger(__name__)
 
 AudioLoader = Callable[[ChunkEntry], Audio]
 
-MARGIN_FRACTION = 1 / 3  # of the window side: window words this close to its edges are not trusted
-WORD_TIME_TOLERANCE_S = 0.6  # an anchor's two words may differ this much in time (word timestamps)
-SEGMENT_TIME_TOLERANCE_S = 2.0  # ... and this much where times were spread over a segment
 CONTEXT_WORDS = 150  # words before a window or piece offered as its context (the prompt keeps its end)
-MAX_SEGMENT_S = 30.0  # a rebuilt segment without a sentence end is split here
-NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "km", "yue", "bo"}
-_SENTENCE_END = re.compile(r"[.!?。！？]['\")\]]*$")
-
-
-@dataclass
-class _Tok:
-    """One word of the session transcript while it is being repaired."""
-
-    start: float
-    end: float
-    text: str
-    seg: int | None  # index of the session segment it came from; None for window words
-    timed: bool  # True: its own word timestamp; False: spread over its segment
-    probability: float | None = None
-    speaker: str | None = None
-    fixed: bool = False  # a gap marker: never replaced, never moved
-
-    @property
-    def mid(self) -> float:
-        return (self.start + self.end) / 2
-
-    @property
-    def norm(self) -> str:
-        return normalize_word(self.text)
-
-
-def normalize_word(text: str) -> str:
-    """What two transcriptions of the same word share: lowercase, no punctuation or digit grouping."""
-    t = text.lower().replace("-", "")
-    t = re.sub(r"(?<=\d)[,.](?=\d)", "", t)
-    return re.sub(r"[^\w']+", "", t)
 
 
 def s3_audio_loader(bucket: str, keys: Mapping[int, str] | None = None,
                     settings: Settings | None = None) -> AudioLoader:
-    """The production loader: a chunk's audio from S3 (its uploaded key, else the transcript's source key)."""
-    from transcription import storage
-    from transcription.chunk import load_audio
-    from transcription.errors import NotFoundError
+    """The production loader: a chunk's audio from S3 (its uploaded key, else the transcript's source key).
 
+    Where the session transcript records the audio version a chunk's transcript was made from, that
+    version is read (by VersionId, or while the ETag still matches): a chunk uploaded again since
+    raises `ChangedError` and its boundaries are skipped, never repaired with other audio's words."""
     s = settings or get_settings()
 
     def load(entry: ChunkEntry) -> Audio:
-        key = (keys or {}).get(entry.index) or entry.source_key
+        version = storage.Version(entry.source_etag, entry.source_version) if entry.source_etag else None
+        key = (entry.source_key if version else None) or (keys or {}).get(entry.index) or entry.source_key
         if not key:
             raise NotFoundError(f"chunk {entry.index} has no audio key")
-        data = storage.get_bytes(bucket, key, max_bytes=s.max_chunk_mb << 20, settings=s)
-        return load_audio(data, s)
+        data, _ = storage.get_version(bucket, key, max_bytes=s.max_chunk_mb << 20, version=version, settings=s)
+        # as it was transcribed: a piece of a recorder's stream with its stream's header
+        return chunk.load_chunk_audio(bucket, next(layout.chunk_keys([key]), None), data, s).audio
 
     return load
 
@@ -161,140 +154,257 @@ def repair_boundaries(
     s = settings or get_settings()
     if not s.boundary_repair or session.repair is not None:
         return session
-    window_s = float(s.boundary_window_s)
-    opts = (options or TranscribeOptions()).model_copy(
-        update={"word_timestamps": True, "language": (options.language if options else None) or session.language}
-    )
-    with_words = all(seg.words is not None for seg in session.segments if not seg.gap)
-    segments = list(session.segments)  # grows by the segments of regrouped pieces
-    tokens = _flatten(segments, session.language)
-    touched: set[int] = set()
-    cache: dict[int, Audio] = {}
-    repaired = 0
-    regrouped: list[list[int]] = []
-    inside: set[int] = set()  # chunk indices whose boundary with the next chunk a piece covered
-    anchored = 0
-    extra_audio = 0.0
-    skipped: list[dict[str, object]] = []
-    engine_error: list[str] = []
+    repair = _Repair(session, load_audio, options, _LazyEngine(engine, s, session.session_id), s)
+    repair.regroup_short_runs()
+    repair.windows_across_cuts()
+    return repair.result()
 
-    def get() -> Engine | None:
-        nonlocal engine
-        if engine is None and not engine_error:
+
+class _LazyEngine:
+    """The engine, loaded only when something is to be transcribed; if it cannot load, why."""
+
+    def __init__(self, engine: Engine | None, settings: Settings, session_id: str) -> None:
+        self.engine, self.settings, self.session_id = engine, settings, session_id
+        self.error: str | None = None
+
+    def get(self) -> Engine | None:
+        if self.engine is None and self.error is None:
             try:
-                engine = get_engine(s)
+                self.engine = get_engine(self.settings)
             except (ModelError, ImportError) as e:  # no model here: the naive transcript still stands
-                engine_error.append(f"engine unavailable: {getattr(e, 'reason', None) or e}")
-                log.error("boundary_repair_skipped session=%s reason=%s", session.session_id, engine_error[0])
-        return engine
+                self.error = f"engine unavailable: {getattr(e, 'reason', None) or e}"
+                log.error("boundary_repair_skipped session=%s reason=%s", self.session_id, self.error)
+        return self.engine
 
-    # 1. runs of short chunks: transcribed again as one piece (cheaper than a window per boundary)
-    for run in _runs(session.chunks, float(s.boundary_regroup_below_s), float(s.boundary_regroup_span_s)):
-        if get() is None:
-            break  # the windows below record why
-        for piece in _loaded(run, load_audio):
-            first, last = piece[0][0], piece[-1][0]
-            start, end = first.offset, last.offset + last.duration
-            samples = np.concatenate([audio.samples for _, audio in piece])
-            try:
-                result = _transcribe(samples, opts.model_copy(update={"word_timestamps": with_words}),
-                                     _context_before(tokens, start), engine, s)
-            except PermanentError as e:  # the windows below still try each boundary
-                log.warning("regroup_skipped chunks=%s-%s reason=%s", first.index, last.index, e.reason)
-                continue
-            tokens = _replace_span(tokens, segments, touched, result.segments, start, end, session.language)
-            extra_audio += len(samples) / SAMPLE_RATE
-            regrouped.append([first.index, last.index])
-            inside.update(entry.index for entry, _ in piece[:-1])
-            repaired += len(piece) - 1
 
-    # 2. the other boundaries: a window spanning each
-    boundaries = 0
-    for a, b in itertools.pairwise(session.chunks):
-        if a.status != "transcribed" or b.status != "transcribed":
-            continue  # a failed or missing chunk's gap: nothing to join across
-        boundaries += 1
-        if a.index in inside:
-            continue
-        if a.duration <= 0 or b.duration <= 0:
-            skipped.append({"after_chunk": a.index, "reason": "empty chunk"})
-            continue
+@dataclass
+class _Record:
+    """What the repair did, for the session transcript's `repair` field."""
+
+    boundaries: int = 0  # between two transcribed chunks
+    repaired: int = 0
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    anchored: int = 0  # seams placed on an agreed word (two per window at most)
+    regrouped: list[list[int]] = field(default_factory=list)  # [first, last] chunk index of each piece
+    extra_audio_s: float = 0.0
+    # pieces and windows whose words disagreed with their chunks' beyond what a cut explains
+    rejected: list[dict[str, object]] = field(default_factory=list)
+
+    def skip(self, after_chunk: int | None, reason: str) -> None:
+        self.skipped.append({"after_chunk": after_chunk, "reason": reason})
+
+
+class _Repair:
+    """One session's repair: the words being repaired, the segments they index, what was done."""
+
+    def __init__(self, session: SessionTranscript, load_audio: AudioLoader, options: TranscribeOptions | None,
+                 engine: _LazyEngine, settings: Settings) -> None:
+        self.session, self.load_audio, self.engine, self.settings = session, load_audio, engine, settings
+        # windows always with word timestamps (they place the seams); a fixed language (the
+        # manifest's) for all, else each piece and window in its own chunks' language
+        self.fixed_language = options.language if options else None
+        self.options = (options or TranscribeOptions()).model_copy(update={"word_timestamps": True})
+        # pieces ask for word timestamps only where the chunks had them (no invented word times)
+        self.with_words = all(seg.words is not None for seg in session.segments if not seg.gap)
+        self.segments: list[Segment] = list(session.segments)  # grows by the segments of regrouped pieces
+        self.tokens: list[Token] = tokens_from_segments(self.segments, session.language)
+        self.touched: set[int] = set()
+        self.covered: set[int] = set()  # chunks whose boundary with the next one a piece covered
+        self.record = _Record()
+        self.audio: dict[int, Audio] = {}
+
+    def regroup_short_runs(self) -> None:
+        """Each run of short chunks transcribed again as one piece (cheaper than a window per cut)."""
+        s = self.settings
+        for run in _short_runs(self.session.chunks, float(s.boundary_regroup_below_s),
+                               float(s.boundary_regroup_span_s), by_language=self.fixed_language is None):
+            if (engine := self.engine.get()) is None:
+                return  # the windows record why
+            for piece in _loaded(run, self.load_audio):
+                self._regroup(piece, engine)
+
+    def _regroup(self, piece: list[tuple[ChunkEntry, Audio]], engine: Engine) -> None:
+        first, last = piece[0][0], piece[-1][0]
+        start, end = first.offset, last.offset + last.duration
+        samples = np.concatenate([audio.samples for _, audio in piece])
+        options = self._in_language(first).model_copy(update={"word_timestamps": self.with_words})
         try:
-            audio_a = _cached(cache, a, load_audio)
-            audio_b = _cached(cache, b, load_audio)
+            result = self._transcribe(engine, samples, options, start)
+        except PermanentError as e:  # the windows still try each boundary
+            log.warning("regroup_skipped chunks=%s-%s reason=%s", first.index, last.index, e.reason)
+            return
+        self.record.extra_audio_s += len(samples) / SAMPLE_RATE
+        reason = disagreement(_words(self.tokens, start, end),
+                              [w for seg in result.segments for w in map(normalize_word, seg.text.split()) if w])
+        if reason is not None:  # the chunks' words stay; their boundaries get windows
+            log.warning("regroup_rejected chunks=%s-%s reason=%s", first.index, last.index, reason)
+            self.record.rejected.append({"chunks": [first.index, last.index], "reason": reason})
+            return
+        self.tokens, self.segments, touched = replace_piece(self.tokens, self.segments, result.segments,
+                                                            start, end, self.session.language)
+        self.touched |= touched
+        self.record.regrouped.append([first.index, last.index])
+        self.covered.update(entry.index for entry, _ in piece[:-1])
+        self.record.repaired += len(piece) - 1
+
+    def windows_across_cuts(self) -> None:
+        """A window across each boundary between transcribed chunks that no piece covered."""
+        for a, b in itertools.pairwise(self.session.chunks):
+            if a.status != "transcribed" or b.status != "transcribed":
+                continue  # a failed or missing chunk's gap: nothing to join across
+            if _same_run(a, b):
+                continue  # transcribed in one engine call (transcription/runs.py): there is no cut here
+            self.record.boundaries += 1
+            if a.index in self.covered:
+                continue
+            if a.duration <= 0 or b.duration <= 0:
+                self.record.skip(a.index, "empty chunk")
+                continue
+            if self.fixed_language is None and a.language and b.language and a.language != b.language:
+                # one window would decode both languages in one: each chunk's words stand
+                self.record.skip(a.index, f"language changes ({a.language} to {b.language})")
+                continue
+            if not self._window(a, b):
+                break  # no engine: the remaining boundaries stay as they are
+
+    def _window(self, a: ChunkEntry, b: ChunkEntry) -> bool:
+        """Repair the cut between chunks `a` and `b` (or record why not); False when there is no engine."""
+        try:
+            samples, seam = self._window_audio(a, b)
         except PermanentError as e:
             log.warning("boundary_repair_skipped after_chunk=%s reason=%s", a.index, e.reason)
-            skipped.append({"after_chunk": a.index, "reason": e.reason})
-            continue
-        boundary = b.offset
-        n_a = min(len(audio_a.samples), round(min(window_s, a.duration) * SAMPLE_RATE))
-        n_b = min(len(audio_b.samples), round(min(window_s, b.duration) * SAMPLE_RATE))
-        samples = np.concatenate([audio_a.samples[len(audio_a.samples) - n_a:], audio_b.samples[:n_b]])
-        start = boundary - n_a / SAMPLE_RATE
-        if get() is None:
-            skipped.append({"after_chunk": a.index, "reason": engine_error[0]})
-            break
+            self.record.skip(a.index, e.reason)
+            return True
+        if (engine := self.engine.get()) is None:
+            self.record.skip(a.index, str(self.engine.error))
+            return False
         try:
-            window = _transcribe(samples, opts, _context_before(tokens, start), engine, s)
+            window = self._transcribe(engine, samples, self._in_language(a), seam.start)
         except PermanentError as e:  # e.g. a language the model does not know: the chunks stand as they are
             log.warning("boundary_repair_skipped after_chunk=%s reason=%s", a.index, e.reason)
-            skipped.append({"after_chunk": a.index, "reason": e.reason})
-            continue
-        extra_audio += len(samples) / SAMPLE_RATE
-        win = []
-        for seg in window.segments:
-            words = [w for w in (seg.words or []) if w.word.strip()]
-            win.extend(_Tok(start + w.start, start + w.end, text, None, True, w.probability, w.speaker)
-                       for w, text in zip(words, _spaced(words, session.language), strict=True))
-        spliced = _splice(tokens, win, touched, start=start, boundary=boundary,
-                          end=boundary + n_b / SAMPLE_RATE, lo=a.offset, hi=b.offset + b.duration)
+            self.record.skip(a.index, e.reason)
+            return True
+        self.record.extra_audio_s += len(samples) / SAMPLE_RATE
+        spliced = splice_window(self.tokens, window_tokens(window.segments, seam.start, self.session.language), seam)
         if spliced is None:
-            skipped.append({"after_chunk": a.index, "reason": "no usable window words"})
-            continue
-        tokens, n_anchored = spliced
-        anchored += n_anchored
-        repaired += 1
-    if engine_error and not any(r["reason"] == engine_error[0] for r in skipped):
-        skipped.append({"after_chunk": None, "reason": engine_error[0]})
-    out = session.model_copy(deep=True)
-    if repaired:
-        out.segments = _rebuild(segments, tokens, touched, with_words)
-    out.repair = {
-        "boundaries": boundaries,
-        "boundaries_repaired": repaired,
-        "boundaries_skipped": skipped,
-        "seams_anchored": anchored,
-        "window_s": window_s,
-        "regrouped": regrouped,  # [first, last] chunk indices of each run transcribed again as one piece
-        "extra_audio_s": round(extra_audio, 3),
-        "engine": engine.name if engine is not None else None,
-    }
-    log.info("boundary_repair session=%s boundaries=%d repaired=%d regrouped=%d extra_audio_s=%.1f",
-             session.session_id, boundaries, repaired, len(regrouped), extra_audio)
-    return out
+            self.record.skip(a.index, "no usable window words")
+            return True
+        reason = disagreement(_words(self.tokens, seam.chunks_start, seam.chunks_end),
+                              _words(spliced.tokens, seam.chunks_start, seam.chunks_end))
+        if reason is not None:  # the chunks' words stay at this cut
+            log.warning("window_rejected after_chunk=%s reason=%s", a.index, reason)
+            self.record.rejected.append({"after_chunk": a.index, "reason": reason})
+            return True
+        self.tokens = spliced.tokens
+        self.touched |= spliced.touched
+        self.record.anchored += spliced.anchored
+        self.record.repaired += 1
+        return True
+
+    def _window_audio(self, a: ChunkEntry, b: ChunkEntry) -> tuple[np.ndarray, Seam]:
+        """The last W s of chunk `a` and the first W s of `b` (W = BOUNDARY_WINDOW_S), and where they lie."""
+        window_s = float(self.settings.boundary_window_s)
+        before, after = self._chunk_audio(a).samples, self._chunk_audio(b).samples
+        n_before = min(len(before), round(min(window_s, a.duration) * SAMPLE_RATE))
+        n_after = min(len(after), round(min(window_s, b.duration) * SAMPLE_RATE))
+        samples = np.concatenate([before[len(before) - n_before:], after[:n_after]])
+        cut = b.offset
+        seam = Seam(start=cut - n_before / SAMPLE_RATE, cut=cut, end=cut + n_after / SAMPLE_RATE,
+                    chunks_start=a.offset, chunks_end=b.offset + b.duration)
+        return samples, seam
+
+    def _chunk_audio(self, entry: ChunkEntry) -> Audio:
+        """Each chunk is needed by two boundaries in a row: the last two decoded are kept."""
+        if entry.index not in self.audio:
+            while len(self.audio) >= 2:
+                self.audio.pop(next(iter(self.audio)))
+            self.audio[entry.index] = self.load_audio(entry)
+        return self.audio[entry.index]
+
+    def _in_language(self, entry: ChunkEntry) -> TranscribeOptions:
+        """The options for audio starting in chunk `entry`: the fixed language, else the chunk's own
+        (never one chunk's language imposed on another's audio), else detection."""
+        language = self.fixed_language or entry.language or (None if self.options.languages else self.session.language)
+        return self.options.model_copy(update={"language": language})
+
+    def _language_since(self, start: float) -> float:
+        """Where the stretch of chunks in the language of the chunk at `start` begins."""
+        since = 0.0
+        language = None
+        for entry in self.session.chunks:
+            if entry.offset > start:
+                break
+            if entry.language != language:
+                since, language = entry.offset, entry.language
+        return since
+
+    def _transcribe(self, engine: Engine, samples: np.ndarray, options: TranscribeOptions, start: float) -> Transcript:
+        """Through the one chunk function, with the session's words before `start` (in the same
+        language) as context (`transcription/context.py`: a prompted hallucination is dropped and
+        transcribed again)."""
+        since = 0.0 if self.fixed_language else self._language_since(start)
+        context = Context(text_before([t for t in self.tokens if t.mid >= since], start, CONTEXT_WORDS))
+        return chunk.transcribe_audio(Audio(samples.astype(np.float32, copy=False), "wav"), options,
+                                engine=engine, settings=self.settings, context=context)
+
+    def _with_language(self, seg: Segment) -> Segment:
+        """A rebuilt segment gets the language of the chunk it lies in (no piece or window spans a change)."""
+        if seg.language is not None or seg.gap:
+            return seg
+        mid = (seg.start + seg.end) / 2
+        entry = next((e for e in reversed(self.session.chunks) if e.offset <= mid), None)
+        return seg.model_copy(update={"language": (entry.language if entry else None) or self.session.language})
+
+    def result(self) -> SessionTranscript:
+        """A copy of the session with the rebuilt segments (if anything was repaired) and the record."""
+        record, error = self.record, self.engine.error
+        if error and not any(r["reason"] == error for r in record.skipped):
+            record.skip(None, error)
+        out = self.session.model_copy(deep=True)
+        if record.repaired:
+            out.segments = [self._with_language(seg) for seg in
+                            rebuild_segments(self.segments, self.tokens, self.touched, self.with_words)]
+        out.repair = {
+            "boundaries": record.boundaries,
+            "boundaries_repaired": record.repaired,
+            "boundaries_skipped": record.skipped,
+            "seams_anchored": record.anchored,
+            "window_s": float(self.settings.boundary_window_s),
+            "regrouped": record.regrouped,  # [first, last] chunk indices of each run transcribed again as one piece
+            "extra_audio_s": round(record.extra_audio_s, 3),
+            "rejected": record.rejected,  # [{"chunks": [first, last] | "after_chunk": i, "reason": ...}]
+            "engine": self.engine.engine.name if self.engine.engine is not None else None,
+        }
+        log.info("boundary_repair session=%s boundaries=%d repaired=%d regrouped=%d extra_audio_s=%.1f",
+                 self.session.session_id, record.boundaries, record.repaired, len(record.regrouped),
+                 record.extra_audio_s)
+        return out
 
 
-def _context_before(tokens: list[_Tok], start: float) -> Context:
-    """The words before `start`: what Whisper would have conditioned on over the whole session.
-
-    A window or piece of a few seconds without them loses the thread of the sentence; the session's
-    own prompt goes first (`transcription/context.py`), and a prompted hallucination is dropped.
-    """
-    before = [t for t in tokens if not t.fixed and t.mid < start][-CONTEXT_WORDS:]
-    return Context("".join(t.text for t in before).strip())
+def _words(tokens: list[Token], start: float, end: float) -> list[str]:
+    """The normalised words of the tokens in [start, end] (gap markers left out)."""
+    return [t.norm for t in tokens if not t.fixed and start <= t.mid <= end and t.norm]
 
 
-def _runs(entries: list[ChunkEntry], below: float, span: float) -> list[list[ChunkEntry]]:
-    """Runs of two or more consecutive transcribed chunks each shorter than `below`, at most `span` s long."""
+def _short_runs(entries: list[ChunkEntry], below: float, span: float, *,
+                by_language: bool = True) -> list[list[ChunkEntry]]:
+    """Runs of two or more consecutive transcribed chunks each shorter than `below`, at most `span` s
+    long, and (`by_language`) split where the chunks' detected language changes."""
     runs: list[list[ChunkEntry]] = [[]]
     for e in entries:
-        if e.status == "transcribed" and 0 < e.duration < below:
-            if runs[-1] and sum(x.duration for x in runs[-1]) + e.duration > span:
+        if e.status == "transcribed" and 0 < e.duration < below and e.run is None:  # a run has no cuts
+            if runs[-1] and (sum(x.duration for x in runs[-1]) + e.duration > span
+                             or (by_language and e.language != runs[-1][-1].language)):
                 runs.append([])
             runs[-1].append(e)
         elif runs[-1]:
             runs.append([])
     return [r for r in runs if len(r) > 1]
+
+
+def _same_run(a: ChunkEntry, b: ChunkEntry) -> bool:
+    """Both chunks came from one run (one engine call over both): nothing to repair between them."""
+    return a.run is not None and a.run == b.run
 
 
 def _loaded(run: list[ChunkEntry], load: AudioLoader) -> list[list[tuple[ChunkEntry, Audio]]]:
@@ -307,287 +417,3 @@ def _loaded(run: list[ChunkEntry], load: AudioLoader) -> list[list[tuple[ChunkEn
             log.warning("regroup_split chunk=%s reason=%s", e.index, err.reason)
             pieces.append([])
     return [p for p in pieces if len(p) > 1]
-
-
-def _replace_span(tokens: list[_Tok], segments: list[Segment], touched: set[int], new: list[Segment],
-                  start: float, end: float, language: str | None) -> list[_Tok]:
-    """The words of the chunks in [start, end] replaced by a piece's (its segments appended to `segments`)."""
-    own = {i for i, seg in enumerate(segments)
-           if not seg.gap and start - 1e-6 <= (seg.start + seg.end) / 2 <= end + 1e-6}
-    base = len(segments)
-    segments.extend(_clamped(seg.shifted(start), start, end) for seg in new)
-    # the piece's own segments are rebuilt too: Whisper may give a long piece as one segment of
-    # several sentences, and a session transcript reads (and subtitles) better a sentence at a time
-    touched.update(own, range(base, len(segments)))
-    inserted = _flatten(segments[base:], language, base)
-    kept = [i for i, t in enumerate(tokens) if t.seg not in own]
-    at = next((k for k, i in enumerate(kept) if tokens[i].mid >= start), len(kept))
-    kept_tokens = [tokens[i] for i in kept]
-    return kept_tokens[:at] + inserted + kept_tokens[at:]
-
-
-def _clamped(seg: Segment, lo: float, hi: float) -> Segment:
-    def c(x: float) -> float:
-        return round(min(max(x, lo), hi), 3)
-
-    words = None if seg.words is None else [
-        w.model_copy(update={"start": c(w.start), "end": c(max(w.end, w.start))}) for w in seg.words]
-    return seg.model_copy(update={"start": c(seg.start), "end": c(max(seg.end, seg.start)), "words": words})
-
-
-def _transcribe(samples: np.ndarray, options: TranscribeOptions, context: Context, engine: Engine,
-                settings: Settings):
-    from transcription.chunk import transcribe_chunk
-
-    return transcribe_chunk(Audio(samples.astype(np.float32, copy=False), "wav"), options,
-                            engine=engine, settings=settings, context=context)
-
-
-def _cached(cache: dict[int, Audio], entry: ChunkEntry, load: AudioLoader) -> Audio:
-    """Each chunk is needed by two boundaries in a row: keep the last two decoded."""
-    if entry.index not in cache:
-        while len(cache) >= 2:
-            cache.pop(next(iter(cache)))
-        cache[entry.index] = load(entry)
-    return cache[entry.index]
-
-
-def _spaced(words: list[Word], language: str | None) -> list[str]:
-    """Word texts in Whisper's own convention: a leading space starts a new word (",217" goes on).
-
-    Aligned (wav2vec2) words carry no spaces at all; in a language written with spaces each of
-    them starts a word.
-    """
-    texts = [w.word for w in words]
-    if language in NO_SPACE_LANGUAGES or any(t[:1].isspace() for t in texts):
-        return texts
-    return [" " + t for t in texts]
-
-
-def _flatten(segments: list[Segment], language: str | None, base: int = 0) -> list[_Tok]:
-    """The session's words in order; a segment without word timestamps spreads its time over its words."""
-    tokens: list[_Tok] = []
-    space = "" if language in NO_SPACE_LANGUAGES else " "
-    for i, seg in enumerate(segments, start=base):
-        if seg.gap:
-            tokens.append(_Tok(seg.start, seg.end, seg.text, i, True, fixed=True))
-        elif seg.words is not None:
-            words = [w for w in seg.words if w.word.strip()]
-            tokens.extend(_Tok(w.start, w.end, text, i, True, w.probability, w.speaker or seg.speaker)
-                          for w, text in zip(words, _spaced(words, language), strict=True))
-        else:
-            words = seg.text.split()
-            weights = [len(w) + 1 for w in words]
-            total = sum(weights) or 1
-            t = seg.start
-            for w, weight in zip(words, weights, strict=True):
-                end = t + (seg.end - seg.start) * weight / total
-                tokens.append(_Tok(t, end, space + w, i, False, speaker=seg.speaker))
-                t = end
-    return tokens
-
-
-def _splice(
-    tokens: list[_Tok], win: list[_Tok], touched: set[int], *,
-    start: float, boundary: float, end: float, lo: float, hi: float,
-) -> tuple[list[_Tok], int] | None:
-    """Replace the tokens around `boundary` with the window's; None when the window gives nothing."""
-    margin_l = min((boundary - start) * MARGIN_FRACTION, boundary - start)
-    margin_r = min((end - boundary) * MARGIN_FRACTION, end - boundary)
-    zl, zr = start + margin_l, end - margin_r  # the window's trusted span
-    if not win or zr <= zl:
-        return None
-    # the session's words the window could replace: this boundary's two chunks, near the window
-    near = [i for i, t in enumerate(tokens)
-            if not t.fixed and lo - 1e-6 <= t.mid <= hi + 1e-6 and start - 2.0 <= t.mid <= end + 2.0]
-    if near and near[-1] - near[0] + 1 != len(near):
-        return None  # something fixed in between (cannot happen between adjacent chunks)
-    left_seam = _left_anchor(tokens, near, win, zl, boundary)
-    right_seam = _right_anchor(tokens, near, win, zr, boundary, left_seam)
-    anchored = (left_seam is not None) + (right_seam is not None)
-    first = near[0] if near else _insertion_point(tokens, boundary)
-    last = near[-1] + 1 if near else first
-    if left_seam is None:
-        t_l = _quiet_point(tokens[first:last], win, zl, (zl + boundary) / 2)
-        keep_to = first + sum(1 for t in tokens[first:last] if t.mid < t_l)
-        win_from = sum(1 for w in win if w.mid < t_l)
-    else:
-        keep_to, win_from = left_seam[0] + 1, left_seam[1] + 1
-    if right_seam is None:
-        t_r = _quiet_point(tokens[first:last], win, (boundary + zr) / 2, zr)
-        resume = first + sum(1 for t in tokens[first:last] if t.mid < t_r)
-        win_to = sum(1 for w in win if w.mid < t_r)
-    else:
-        win_to, resume = right_seam[1], right_seam[0]
-    resume = max(resume, keep_to)
-    inserted = win[win_from:max(win_from, win_to)]
-    # a seam cut by time may still see one word twice (window and chunk both kept it): drop one
-    if left_seam is None and inserted and keep_to > 0 and _same_word(tokens[keep_to - 1], inserted[0]):
-        inserted = inserted[1:]
-    if right_seam is None and inserted and resume < len(tokens) and _same_word(inserted[-1], tokens[resume]):
-        inserted = inserted[:-1]
-    removed = tokens[keep_to:resume]
-    touched.update(t.seg for t in removed if t.seg is not None)
-    if not removed and inserted:
-        # inserted inside a segment without removing any of its words: it is touched all the same
-        for t in (tokens[keep_to - 1] if keep_to > 0 else None, tokens[resume] if resume < len(tokens) else None):
-            if t is not None and t.seg is not None and not t.fixed:
-                touched.add(t.seg)
-    return tokens[:keep_to] + inserted + tokens[resume:], anchored
-
-
-def _tolerance(t: _Tok) -> float:
-    return WORD_TIME_TOLERANCE_S if t.timed else SEGMENT_TIME_TOLERANCE_S
-
-
-def _pairs(tokens: list[_Tok], near: list[int], win: list[_Tok]) -> list[tuple[int, int, int]]:
-    """Aligned (token index, window index, run length) pairs of the same word at about the same time."""
-    if not near:
-        return []
-    a = [tokens[i].norm for i in near]
-    b = [w.norm for w in win]
-    out = []
-    for block in SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            ti, wi = near[block.a + k], block.b + k
-            if a[block.a + k] and abs(tokens[ti].mid - win[wi].mid) <= _tolerance(tokens[ti]):
-                out.append((ti, wi, block.size))
-    return out
-
-
-def _left_anchor(tokens, near, win, zl, boundary) -> tuple[int, int] | None:
-    """The earliest trusted window word before the cut that the first chunk also has.
-
-    Within the window's trusted span a run of two or more agreeing words beats a lone one; only if
-    the trusted span has no agreement at all, the agreeing word in the margin closest to it.
-    """
-    pairs = [(ti, wi, n) for ti, wi, n in _pairs(tokens, near, win)
-             if win[wi].mid < boundary and tokens[ti].mid < boundary + _tolerance(tokens[ti])]
-    trusted = [p for p in pairs if win[p[1]].mid >= zl]
-    if trusted:
-        ti, wi, _ = min([p for p in trusted if p[2] > 1] or trusted, key=lambda p: p[1])
-    elif pairs:
-        ti, wi, _ = max(pairs, key=lambda p: p[1])
-    else:
-        return None
-    return ti, wi
-
-
-def _right_anchor(tokens, near, win, zr, boundary, left) -> tuple[int, int] | None:
-    """The last trusted window word after the cut that the second chunk also has (the same rules)."""
-    pairs = [(ti, wi, n) for ti, wi, n in _pairs(tokens, near, win)
-             if win[wi].mid >= boundary and tokens[ti].mid > boundary - _tolerance(tokens[ti])
-             and (left is None or (ti > left[0] and wi > left[1]))]
-    trusted = [p for p in pairs if win[p[1]].mid <= zr]
-    if trusted:
-        ti, wi, _ = max([p for p in trusted if p[2] > 1] or trusted, key=lambda p: p[1])
-    elif pairs:
-        ti, wi, _ = min(pairs, key=lambda p: p[1])
-    else:
-        return None
-    return ti, wi
-
-
-def _insertion_point(tokens: list[_Tok], t: float) -> int:
-    return next((i for i, tok in enumerate(tokens) if tok.mid >= t), len(tokens))
-
-
-def _quiet_point(chunk_words: list[_Tok], win: list[_Tok], lo: float, hi: float) -> float:
-    """A cut time in [lo, hi] inside as few words as possible and far from their midpoints."""
-    if hi <= lo:
-        return lo
-    words = [t for t in (*chunk_words, *win) if t.end >= lo - 1.0 and t.start <= hi + 1.0]
-    candidates = {lo, hi, *np.linspace(lo, hi, 25).tolist()}
-    candidates |= {x for t in words for x in (t.start, t.end) if lo <= x <= hi}
-
-    def score(x: float) -> tuple[int, float]:
-        inside = sum(1 for t in words if t.start < x < t.end)
-        distance = min((abs(x - t.mid) for t in words), default=hi - lo)
-        return -inside, distance
-
-    return max(sorted(candidates), key=score)
-
-
-def _same_word(a: _Tok, b: _Tok) -> bool:
-    return bool(a.norm) and a.norm == b.norm and abs(a.mid - b.mid) <= max(_tolerance(a), _tolerance(b))
-
-
-def _rebuild(segments: list[Segment], tokens: list[_Tok], touched: set[int], with_words: bool) -> list[Segment]:
-    """Session segments from the repaired words: untouched segments as they were, the rest rebuilt."""
-    out: list[Segment] = []
-    pending: list[_Tok] = []
-    emitted: set[int] = set()
-
-    def flush() -> None:
-        if pending:
-            out.extend(_segments_from(pending, with_words))
-            pending.clear()
-
-    for t in tokens:
-        if t.seg is not None and t.seg not in touched:
-            if t.seg not in emitted:
-                flush()
-                emitted.add(t.seg)
-                out.append(segments[t.seg])
-        else:
-            pending.append(t)
-    flush()
-    # segments that had no words at all (empty text) and were not touched keep their place by time
-    for i, seg in enumerate(segments):
-        if i not in emitted and i not in touched and not seg.text.strip() and not seg.words:
-            out.append(seg)
-    out.sort(key=lambda s: s.start)  # stable: only moves the empty ones back into place
-    return _monotonic(out)
-
-
-def _segments_from(tokens: list[_Tok], with_words: bool) -> list[Segment]:
-    groups: list[list[_Tok]] = [[]]
-    for t in tokens:
-        if groups[-1] and t.start - groups[-1][0].start > MAX_SEGMENT_S:
-            groups.append([])
-        groups[-1].append(t)
-        if _SENTENCE_END.search(t.text.strip()):
-            groups.append([])
-    out = []
-    for g in groups:
-        if not g:
-            continue
-        speakers = Counter(t.speaker for t in g if t.speaker)
-        words = [Word(start=t.start, end=t.end, word=t.text, probability=t.probability, speaker=t.speaker)
-                 for t in g] if with_words else None
-        out.append(Segment(start=g[0].start, end=g[-1].end, text="".join(t.text for t in g).strip(),
-                           words=words, speaker=speakers.most_common(1)[0][0] if speakers else None))
-    return out
-
-
-def _monotonic(segments: list[Segment]) -> list[Segment]:
-    """Times that never run backwards: each word and segment starts no earlier than the last ended."""
-    out = []
-    last = 0.0
-    for seg in segments:
-        if seg.gap:
-            out.append(seg)
-            last = max(last, seg.end)
-            continue
-        words = None
-        if seg.words is not None:
-            words = []
-            t = max(last, seg.start)
-            for w in seg.words:
-                start = round(max(w.start, t), 3)
-                end = round(max(w.end, start), 3)
-                words.append(w if (start, end) == (w.start, w.end) else
-                             w.model_copy(update={"start": start, "end": end}))
-                t = end
-        start = round(max(seg.start, last), 3)
-        if words:
-            start = min(start, words[0].start)
-            end = max(seg.end, words[-1].end, start)
-        else:
-            end = max(seg.end, start)
-        end = round(end, 3)
-        if words != seg.words or (start, end) != (seg.start, seg.end):
-            seg = seg.model_copy(update={"start": start, "end": end, "words": words})
-        out.append(seg)
-        last = end
-    return out

@@ -15,34 +15,24 @@ exists" means every format exists: it is the one signal readers and the completi
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from transcription import layout, storage
 from transcription.combine import combine_chunks
-from transcription.errors import InvalidKeyError, NotFoundError
+from transcription.errors import InvalidKeyError, NotFoundError, TranscriptionError
 from transcription.formats import MEDIA_TYPES, render
 from transcription.manifest import Manifest, load_manifest
+from transcription.options import TranscribeOptions
 from transcription.settings import Settings, get_settings
 from transcription.transcript import ChunkTranscript, FailedChunk, SessionTranscript
 
 log = logging.getLogger(__name__)
 
-_INDEX_RE = re.compile(r"([0-9]{1,9})\.[A-Za-z0-9.]+")
 # json last: its existence says every other format was written before it
 WRITE_ORDER = ("text", "srt", "vtt", "tsv", "verbose_json", "json")
-
-
-def _indices(keys: Iterable[str], prefix: str) -> dict[int, str]:
-    """index -> key for keys directly under `prefix` named `<n>.<ext>` (other keys are ignored)."""
-    out: dict[int, str] = {}
-    for key in keys:
-        m = _INDEX_RE.fullmatch(key[len(prefix):])
-        if m:
-            out.setdefault(int(m[1]), key)
-    return out
 
 
 @dataclass
@@ -56,6 +46,17 @@ class SessionStatus:
     failed: list[int] = field(default_factory=list)  # failed and not transcribed since
     combined: bool = False  # the session transcript (json, so every format) exists
     failed_reasons: dict[int, str] = field(default_factory=dict)  # filled when asked for
+    uploaded_at: dict[int, datetime] = field(default_factory=dict)  # index -> when its audio was last written
+    # pending pieces of a recorder's stream whose first chunk (the header) is not uploaded yet: they
+    # retry, then wait for the sweeper; never failed for it (filled when asked for, like failed_reasons)
+    waiting: dict[int, str] = field(default_factory=dict)
+    transcript_etags: dict[int, str] = field(default_factory=dict)  # index -> its chunk transcript's ETag
+
+    @property
+    def versions(self) -> str:
+        """A digest of which chunk transcripts there are: a replaced one (a re-uploaded chunk) changes it."""
+        listed = ",".join(f"{i}={e}" for i, e in sorted(self.transcript_etags.items()))
+        return hashlib.sha256(listed.encode()).hexdigest()[:16]
 
     @property
     def expected(self) -> int | None:
@@ -83,6 +84,10 @@ class SessionStatus:
             return "combined"
         if self.complete:
             return "complete"
+        if self.manifest is not None and self.manifest.invalid:
+            return "manifest invalid"  # cannot complete until the recorder uploads a valid one
+        if self.waiting:
+            return "waiting for stream header"
         return "open" if self.expected is None else "in progress"
 
     def as_dict(self) -> dict[str, object]:
@@ -96,8 +101,11 @@ class SessionStatus:
             "pending": self.pending,
             "combined": self.combined,
             "complete": self.complete,
+            **({"manifest_invalid": self.manifest.invalid} if self.manifest and self.manifest.invalid else {}),
+            **({"manifest_problems": self.manifest.problems} if self.manifest and self.manifest.problems else {}),
             **({"failed_reasons": {str(k): v for k, v in self.failed_reasons.items()}}
                if self.failed_reasons else {}),
+            **({"waiting": {str(k): v for k, v in self.waiting.items()}} if self.waiting else {}),
         }
 
 
@@ -106,13 +114,15 @@ def session_status(bucket: str, session_id: str, *, with_reasons: bool = False,
     """The session's state: three listings, the manifest, and a HEAD of the session json."""
     s = settings or get_settings()
     layout.validate_session_id(session_id)
-    chunks_prefix = layout.chunks_prefix(session_id)
-    uploaded = {i: k for i, k in _indices(storage.list_keys(bucket, chunks_prefix, settings=s), chunks_prefix).items()
-                if k.rsplit(".", 1)[-1].lower() in layout.AUDIO_EXTENSIONS}
-    tprefix = layout.transcripts_prefix(session_id)
-    transcribed = sorted(_indices(storage.list_keys(bucket, tprefix, settings=s), tprefix))
-    fprefix = layout.failed_prefix(session_id)
-    failed = sorted(set(_indices(storage.list_keys(bucket, fprefix, settings=s), fprefix)) - set(transcribed))
+    uploaded: dict[int, str] = {}
+    times = dict(storage.list_objects(bucket, layout.chunks_prefix(session_id), settings=s))
+    for chunk in layout.chunk_keys(times):
+        uploaded.setdefault(chunk.index, chunk.key)  # the first key listed for an index is the chunk
+    etags = dict(storage.list_etags(bucket, layout.transcripts_prefix(session_id), settings=s))
+    transcript_etags = {d.index: etags[d.key] for d in layout.done_keys(etags)}
+    transcribed = sorted(transcript_etags)
+    failed = sorted({d.index for d in layout.done_keys(
+        storage.list_keys(bucket, layout.failed_prefix(session_id), settings=s))} - set(transcribed))
     status = SessionStatus(
         session_id=session_id,
         manifest=load_manifest(bucket, session_id, settings=s),
@@ -120,11 +130,17 @@ def session_status(bucket: str, session_id: str, *, with_reasons: bool = False,
         transcribed=transcribed,
         failed=failed,
         combined=storage.exists(bucket, layout.session_transcript_key(session_id, "json"), settings=s),
+        uploaded_at={i: times[k] for i, k in uploaded.items()},
+        transcript_etags=transcript_etags,
     )
     if with_reasons:
         for i in failed:
             record = read_failed_record(bucket, session_id, i, settings=s)
             status.failed_reasons[i] = f"{record.error}: {record.reason}" if record else "record vanished"
+        if status.pending:
+            from transcription.streams import waiting_for_header
+
+            status.waiting = waiting_for_header(bucket, session_id, uploaded, status.pending, settings=s)
     return status
 
 
@@ -159,8 +175,8 @@ def failed_record_is_current(bucket: str, chunk: layout.ChunkKey, *, settings: S
     if record is None:
         return False
     try:
-        modified = storage.s3_client(settings).head_object(Bucket=bucket, Key=chunk.key)["LastModified"]
-    except Exception:  # gone or unreadable: whoever tries it next says which, with a reason
+        modified = storage.last_modified(bucket, chunk.key, settings=settings)
+    except TranscriptionError:  # gone or unreadable: whoever tries it next says which, with a reason
         return False
     return record.created_at >= modified
 
@@ -197,8 +213,11 @@ def should_combine(bucket: str, session_id: str, *, status: SessionStatus | None
     """The session-completion check: True when the session should be combined now.
 
     That is when the manifest gives `total_chunks`, that many chunks are transcribed or failed,
-    and there is no session transcript yet, or the stored one is missing a chunk that has been
-    transcribed since (a dead letter replayed after the session was combined as partial).
+    and there is no session transcript yet, or the stored one marks a chunk failed or missing that
+    has been transcribed since (a dead letter replayed after the session was combined as partial),
+    or was combined from a chunk transcript replaced since (a re-uploaded chunk, `versions.py`).
+    A chunk that arrives after the combine and was not in it (more chunks than `total_chunks`)
+    changes nothing: the session is combined once, and `sessions status` lists the chunk.
     Cheap to call after every chunk: without a manifest it stops after one GET.
     """
     s = settings or get_settings()
@@ -217,8 +236,16 @@ def _outdated(bucket: str, session_id: str, status: SessionStatus, *, settings: 
     stored = stored_session_transcript(bucket, session_id, settings=settings)
     if stored is None:
         return True
-    have = {c.index for c in stored.chunks if c.status == "transcribed"}
-    return not set(status.transcribed) <= have
+    gaps = {c.index for c in stored.chunks if c.status != "transcribed"}  # failed or missing when combined
+    late = set(status.transcribed) - {c.index for c in stored.chunks}
+    if late:
+        log.warning("late_chunks_not_combined session=%s chunks=%s (more than total_chunks=%s)", session_id,
+                    sorted(late)[:20], status.expected)
+    replaced = {c.index for c in stored.chunks if c.status == "transcribed" and c.transcript_etag is not None
+                and status.transcript_etags.get(c.index, c.transcript_etag) != c.transcript_etag}
+    if replaced:
+        log.info("session_outdated session=%s replaced_chunks=%s", session_id, sorted(replaced)[:20])
+    return bool(gaps & set(status.transcribed)) or bool(replaced)
 
 
 def build_session_transcript(bucket: str, session_id: str, *,
@@ -230,22 +257,37 @@ def build_session_transcript(bucket: str, session_id: str, *,
     s = settings or get_settings()
     status = session_status(bucket, session_id, settings=s)
     parts: list[ChunkTranscript | FailedChunk] = []
+    read: dict[int, tuple[ChunkTranscript, str | None]] = {}  # index -> the transcript and its ETag, as read
     for i in status.transcribed:
-        data = storage.get_json(bucket, layout.chunk_transcript_key(session_id, i), settings=s)
-        parts.append(ChunkTranscript.model_validate(data))
+        key = layout.chunk_transcript_key(session_id, i)
+        data, version = storage.get_version(bucket, key, max_bytes=storage.MAX_JSON_BYTES, settings=s)
+        chunk = ChunkTranscript.model_validate(storage.parse_json(data, f"s3://{bucket}/{key}"))
+        read[i] = chunk, version.etag
+        parts.append(chunk)
     for i in status.failed:
         record = read_failed_record(bucket, session_id, i, settings=s)
         if record is not None:
             parts.append(record)
     transcript = combine_chunks(session_id, parts, status.manifest)
+    for entry in transcript.chunks:  # which versions it was made from (issue 14, hole 9)
+        if entry.status == "transcribed" and entry.index in read:
+            chunk, etag = read[entry.index]
+            entry.source_etag, entry.source_version = chunk.source_etag, chunk.source_version
+            entry.transcript_etag = etag
     # The one place for steps on the combined transcript (e.g. boundary repair, which reads the
     # chunk audio from `status.uploaded`): each takes and returns a SessionTranscript.
     if s.boundary_repair:  # BOUNDARY_REPAIR: re-transcribe a window around each cut (transcription/repair.py)
-        from transcription.options import TranscribeOptions
+        # imported here: repair loads numpy and the engine, and the router imports this module
         from transcription.repair import repair_from_s3
 
-        options = status.manifest.apply(TranscribeOptions()) if status.manifest else None
+        options = status.manifest.apply(TranscribeOptions()) if status.manifest else TranscribeOptions()
+        # windows are never diarized on their own: the session's turns label the words they bring
+        options = options.model_copy(update={"diarize": False})
         transcript = repair_from_s3(bucket, transcript, options, keys=status.uploaded, settings=s)
+        if transcript.turns:  # words a repair transcribed again have no speaker yet: the session's turns say
+            from transcription.speakers.label import label_segments
+
+            transcript.segments = label_segments(transcript.segments, transcript.turns, only_missing=True)
     return transcript
 
 

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.respond import AUDIO_ERRORS, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
+from app.respond import AUDIO_ERRORS, AUDIO_FILE, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
 from app.schemas import OpenAIResponseFormat, build_options
-from transcription.chunk import transcribe_chunk
+from transcription.chunk import transcribe_audio
 
 router = APIRouter(tags=["openai"])
 
@@ -24,7 +24,7 @@ router = APIRouter(tags=["openai"])
 })
 async def transcriptions(
     request: Request,
-    file: Annotated[UploadFile, File(description="audio: wav, mp3, flac, m4a, ogg or webm")],
+    file: Annotated[UploadFile, File(description=AUDIO_FILE)],
     model: Annotated[str, Form(max_length=200, description="accepted for compatibility; the server's MODEL runs")]
     = "whisper-1",
     language: Annotated[str | None, Form(max_length=16)] = None,
@@ -39,7 +39,7 @@ async def transcriptions(
     words = "word" in (timestamp_granularities or [])
     options = build_options(language=language or None, prompt=prompt or None, temperature=temperature,
                             word_timestamps=words)
-    t = await server.infer(lambda eng: transcribe_chunk(upload_bytes(server, file), options, engine=eng,
+    t = await server.infer(lambda eng: transcribe_audio(upload_bytes(server, file), options, engine=eng,
                                                         settings=server.settings))
     counted(server, t, "/v1/audio/transcriptions")
     if response_format == "json":

@@ -23,19 +23,25 @@ HEADERS = {
 
 @router.post("/transcribe-s3", response_model=ChunkTranscript, responses={
     200: {"description": "the chunk transcript (also stored in S3)", "headers": HEADERS},
-    404: {"model": ErrorResponse, "description": "no such bucket or object"},
+    403: {"model": ErrorResponse, "description": "outside the configured bucket, input prefixes or output prefix"},
+    404: {"model": ErrorResponse, "description": "no such object"},
     **AUDIO_ERRORS,
 })
 async def transcribe_s3(request: Request, body: TranscribeS3Request, background: BackgroundTasks) -> JSONResponse:
     """Transcribe `s3_input_path`. For `sessions/<id>/chunks/<n>.<ext>` the transcript is written to
     `transcripts/<id>/chunks/<n>.json` (or `s3_output_path`) with `If-None-Match: *`; an existing
-    transcript is returned, not recomputed. 4xx: bad audio or key (do not retry); 5xx: retry."""
+    transcript is returned, not recomputed. Only `S3_BUCKET` is read and written: chunk keys and
+    `S3_INPUT_PREFIXES` in, the chunk's own place or `S3_OUTPUT_PREFIX` out (403 otherwise).
+    4xx: bad audio or key (do not retry); 5xx: retry."""
     server = server_of(request)
     bucket, key = layout.parse_s3_uri(body.s3_input_path)
     output = layout.parse_s3_uri(body.s3_output_path) if body.s3_output_path else None
+    s = server.settings
+    layout.check_s3_access((bucket, key), output, bucket=s.s3_bucket, input_prefixes=s.s3_input_prefixes,
+                           output_prefix=s.s3_output_prefix)
     options = body.options()
     result = await server.infer(lambda eng: transcribe_s3_chunk(
-        bucket, key, options, output=output, engine=eng, settings=server.settings))
+        bucket, key, options, output=output, engine=eng, settings=server.settings, via="direct"))
     if not result.skipped:
         counted(server, result.transcript, "/transcribe-s3")
     if layout.classify_key(key)[0] == "chunk":

@@ -106,6 +106,14 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 time.sleep(6)
                 self.send_response(200)
                 self.end_headers()
+            elif self.path == "/slow-headers.wav":  # a byte of the headers every 0.2 s, for up to 30 s
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nX-Pad: " + b"a" * 150
+                with contextlib.suppress(OSError):
+                    for byte in head:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                self.close_connection = True
             elif self.path == "/big-declared.wav":
                 self.send_response(200)
                 self.send_header("Content-Length", str(1 << 40))
@@ -175,6 +183,7 @@ SERVER_ENV = {
     "CPU_THREADS": "2",
     "CELERY_BROKER_URL": "sqs://",  # moto's SQS (AWS_ENDPOINT_URL): where the combine trigger publishes
     "TRANSCRIBE_QUEUE": unique("server-transcribe"),
+    "S3_BUCKET": unique("server-bucket"),  # the one bucket the server reads and writes
 }
 
 
@@ -205,7 +214,9 @@ def start_server(name: str, env: dict[str, str], wait_ready: bool = True) -> Run
 
 @pytest.fixture(scope="session")
 def server(moto) -> Iterator[RunningServer]:
-    """One `stt-router serve` for the server tests (moto's endpoint is in its environment)."""
+    """One `stt-router serve` for the server tests (moto's endpoint is in its environment), with
+    its bucket created."""
+    moto.client("s3").create_bucket(Bucket=SERVER_ENV["S3_BUCKET"])
     running = start_server("server", SERVER_ENV)
     yield running
     running.process.stop()

@@ -160,3 +160,12 @@ def test_allowlist_is_exact() -> None:
     assert refusal(ipaddress.ip_address("::ffff:127.0.0.1"), nets) is not None  # no mapped back door
     for public in ("8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"):
         assert refusal(ipaddress.ip_address(public)) is None
+
+
+def test_one_deadline_covers_connect_headers_and_body(site) -> None:
+    """Issue 14, hole 2: a host sending its headers a byte at a time kept a fetch for 63 s with a 5 s
+    limit (httpcore's read timeout is per read). The limit covers the whole fetch now."""
+    started = time.monotonic()
+    with pytest.raises(UrlFetchError, match="timed out"):
+        fetch_url(site.url("/slow-headers.wav"), max_bytes=MB, timeout_s=1.5, allowlist=["127.0.0.1/32"])
+    assert time.monotonic() - started < 2.5

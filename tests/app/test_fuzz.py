@@ -3,7 +3,10 @@
 rejected, missing or ignored auth refused, undeclared methods answered 405), 0 failures.
 
 The tuning is in `schemathesis.toml` next to this file: a schema cannot say whether bytes are
-audio, so schema-valid requests to the transcribe routes may rightly end in 404, 413, 415 or 422;
+audio, so schema-valid requests to the transcribe routes may rightly end in 404, 413, 415 or 422
+(and /transcribe-s3 in 403 for a bucket or prefix outside the configured ones); a schema-valid
+session id may name no session (404) or break the key layout's '..' rule (422), and a session's
+transcript does not exist before it is combined (409);
 and a JSON body over the server's size limit is refused with 413 before it is parsed.
 """
 
@@ -28,4 +31,4 @@ def test_schemathesis_finds_no_failures(server, tmp_path: Path) -> None:
     )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report[-8000:]
-    assert "6 selected / 6 total" in report
+    assert "9 selected / 9 total" in report

@@ -6,18 +6,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import select
 import socket
 import statistics
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from tests.app.conftest import API_KEY, AUTH, SERVER_ENV, start_server
+from tests.security.crafted import flac_bomb
 from tests.support.services import VENV_BIN, free_port, unique, wait_for
 from tests.support.speech import speak, word_error_rate
 from transcription.transcript import ChunkTranscript
@@ -38,6 +41,12 @@ def test_upload(server, sentences) -> None:
         assert word_error_rate(sentences[3], " ".join(s["text"] for s in r.json()["segments"])) < 0.25
         r = c.post("/transcribe", files={"file": ("x.mp3", b"ID3" + b"\0" * 500, "audio/mpeg")})
         assert r.status_code == 422 and "mp3" in r.json()["detail"]
+
+
+@pytest.fixture
+def bucket(server) -> str:
+    """The server's own `S3_BUCKET`: it reads and writes no other."""
+    return SERVER_ENV["S3_BUCKET"]
 
 
 def test_s3_in_and_out(server, moto, bucket, speech_files, sentences) -> None:
@@ -62,10 +71,10 @@ def test_s3_in_and_out(server, moto, bucket, speech_files, sentences) -> None:
 
         # any object, to a named output
         s3.put_object(Bucket=bucket, Key="uploads/one.wav", Body=speech_files[0].read_bytes())
-        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/uploads/one.wav",
-                                           "s3_output_path": f"s3://{bucket}/out/one.json", "word_timestamps": True})
+        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/uploads/one.wav", "word_timestamps": True,
+                                           "s3_output_path": f"s3://{bucket}/outputs/one.json"})
         assert r.status_code == 200 and r.headers["X-Transcript-Written"] == "true"
-        out = json.loads(s3.get_object(Bucket=bucket, Key="out/one.json")["Body"].read())
+        out = json.loads(s3.get_object(Bucket=bucket, Key="outputs/one.json")["Body"].read())
         assert out["segments"][0]["words"] and out["source_key"] == "uploads/one.wav"
 
         # 4xx for what must not be retried; nothing written for it
@@ -76,7 +85,47 @@ def test_s3_in_and_out(server, moto, bucket, speech_files, sentences) -> None:
         r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/sessions/{session}/chunks/9.wav"})
         assert r.status_code == 404 and "not found" in r.json()["detail"]
         r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{unique('nobucket')}/a.wav"})
-        assert r.status_code == 404
+        assert r.status_code == 403 and r.json()["kind"] == "forbidden"
+
+
+def test_s3_paths_stay_in_their_places(server, moto, bucket, speech_files) -> None:
+    """Issue 14, hole 3: with the one API key a caller wrote over another session's chunk transcript,
+    session transcript or failed record, into other buckets, and read any object (its first bytes
+    came back in a 415, 404 against 415 told what exists). Now: `S3_BUCKET` only, chunk keys and
+    `S3_INPUT_PREFIXES` in, the chunk's own place or `S3_OUTPUT_PREFIX` out, 403 otherwise."""
+    s3 = moto.client("s3")
+    mine, other = unique("mine"), unique("other")
+    chunk = f"sessions/{mine}/chunks/0.wav"
+    s3.put_object(Bucket=bucket, Key=chunk, Body=speech_files[1].read_bytes())
+    secret = b"SECRET-TOKEN-0123456789 not audio at all"
+    s3.put_object(Bucket=bucket, Key="private/creds.txt", Body=secret)
+    s3.put_object(Bucket=bucket, Key="uploads/creds.txt", Body=secret)
+    elsewhere = unique("elsewhere")
+    s3.create_bucket(Bucket=elsewhere)
+    outputs = [f"transcripts/{other}/chunks/0.json", f"transcripts/{other}/session.json",
+               f"failed/{other}/chunks/0.json", f"sessions/{other}/chunks/1.wav", f"Sessions/{other}/manifest.json",
+               f"TRANSCRIPTS/{other}/chunks/0.json", "private/out.json", f"transcripts/{mine}/chunks/00.json"]
+    with server.client(headers=AUTH) as c:
+        for out in outputs:
+            r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/{chunk}",
+                                               "s3_output_path": f"s3://{bucket}/{out}"})
+            assert r.status_code in (403, 422) and r.json()["kind"] in ("forbidden", "bad_key"), (out, r.text)
+        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/{chunk}",
+                                           "s3_output_path": f"s3://{elsewhere}/outputs/x.json"})
+        assert r.status_code == 403 and elsewhere in r.json()["detail"]
+        for source in (f"s3://{elsewhere}/uploads/a.wav", f"s3://{bucket}/private/creds.txt",
+                       f"s3://{bucket}/private/missing.txt", f"s3://{bucket}/transcripts/{other}/chunks/0.json"):
+            r = c.post("/transcribe-s3", json={"s3_input_path": source})
+            assert r.status_code == 403, (source, r.text)  # the same answer whether it exists or not
+        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/uploads/creds.txt"})
+        assert r.status_code == 415 and secret[:8].hex() not in r.text and "SECRET" not in r.text
+        r = c.post("/transcribe-s3", json={"s3_input_path": f"s3://{bucket}/{chunk}",
+                                           "s3_output_path": f"s3://{bucket}/transcripts/{mine}/chunks/0.json"})
+        assert r.status_code == 200, r.text  # its own place, named
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not [k for k in listed if other in k or k.startswith(("private/out", "Sessions/", "TRANSCRIPTS/"))]
+    assert "Contents" not in s3.list_objects_v2(Bucket=elsewhere)
+    assert "SECRET" not in server.process.output() and secret[:8].hex() not in server.process.output()
 
 
 def test_the_last_chunk_of_a_complete_session_triggers_the_combine(server, moto, bucket, speech_files) -> None:
@@ -127,6 +176,36 @@ def test_url_allowed_and_refused(server, site, canary, sentences) -> None:
         assert r.status_code == 422 and "HTTP 404" in r.json()["detail"]
         r = c.post("/transcribe-url", json={"url": site.url("/big-streamed.wav")})
         assert r.status_code == 413
+
+
+def test_url_fetch_limit_covers_slow_headers(server, site) -> None:
+    """Issue 14, hole 2: headers sent a byte at a time held a fetch far past `URL_FETCH_TIMEOUT_S`
+    (3 s here); now the server answers within the limit, and an honest fetch still works after."""
+    with server.client(headers=AUTH) as c:
+        started = time.monotonic()
+        r = c.post("/transcribe-url", json={"url": site.url("/slow-headers.wav")})
+        took = time.monotonic() - started
+        assert r.status_code == 422 and r.json()["kind"] == "url_fetch", r.text
+        assert took < 5, f"the fetch took {took:.1f} s with a 3 s limit"
+        r = c.post("/transcribe-url", json={"url": site.url("/speech.wav"), "response_format": "text"})
+        assert r.status_code == 200, r.text
+
+
+def test_a_decompression_bomb_is_a_4xx_in_bounded_memory(server, tmp_path) -> None:
+    """Issue 14, hole 1: a 32 KB FLAC of silence decoding to 3.9 h made the server allocate ~13 GB
+    (a 500, retried). Now it is refused with a 422: before decoding when its header states the
+    length, once decoding passes `MAX_AUDIO_S` (1800 s) when it does not. `bench/memory.py`
+    measures the worst input that is accepted."""
+    declared = flac_bomb(tmp_path / "bomb.flac", 14040)
+    undeclared = flac_bomb(tmp_path / "bomb.flac", 14040, declared=False)
+    assert len(declared) < 64 << 10
+    with server.client(headers=AUTH) as c:
+        for body in (declared, undeclared):
+            r = c.post("/transcribe", files={"file": ("bomb.flac", body, "audio/flac")})
+            assert r.status_code == 422 and "longer than the maximum of 1800 s" in r.json()["detail"], r.text
+    status = Path(f"/proc/{server.process.proc.pid}/status").read_text()
+    peak_kb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+    assert peak_kb < 2 << 20, f"the server's peak RSS is {peak_kb >> 10} MiB"
 
 
 def test_openai_client(server, speech_files, sentences) -> None:
@@ -257,3 +336,23 @@ def test_refuses_to_start_without_an_api_key() -> None:
         assert "API key check is OFF" in insecure.process.output()
     finally:
         insecure.process.stop()
+
+
+def test_the_repeated_tail_of_real_speech_is_gone_from_both_routes(server, tmp_path) -> None:
+    """pyannote's sample call with a second of silence after it: faster-whisper base says its last
+    sentence twice (tests/core/test_guard.py checks the trigger still fires); both routes say it once."""
+    from tests.support.real_speech import load_sample, normalize_text
+
+    padded = load_sample().pad(after_s=1.0)
+    wav = padded.write_wav(tmp_path / "call.wav")
+    tail = "i don't hear that in new jersey now"
+    with server.client(headers=AUTH) as c:
+        r = c.post("/transcribe", files={"file": ("call.wav", wav.read_bytes(), "audio/wav")}, data={"language": "en"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert normalize_text(" ".join(s["text"] for s in body["segments"])).count(tail) == 1, body["segments"]
+        assert "hallucination_dropped" in body["options"] or "hallucination_redecoded" in body["options"], body
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
+    with wav.open("rb") as f:
+        t = client.audio.transcriptions.create(file=f, model="whisper-1", language="en")
+    assert normalize_text(t.text).count(tail) == 1, t.text

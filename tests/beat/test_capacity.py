@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tasks import capacity, locks
-from tasks.broker import ensure_queues, sqs_client
-from tasks.drain import _lease_name, run_drain
+from tasks.broker import QueueDepth, ensure_queues, queue_depth, sqs_client
+from tasks.drain import run_drain
 from tests.support.services import unique
 from transcription.errors import NotFoundError
 from transcription.settings import Settings
@@ -63,9 +63,9 @@ def fill(s: Settings, visible: int, in_flight: int) -> None:
 
 def test_queue_counts_are_visible_and_in_flight(moto) -> None:
     s = queue_settings(moto)
-    assert capacity.queue_counts(s) == (0, 0)
+    assert queue_depth(s.transcribe_queue, s) == QueueDepth(0, 0)
     fill(s, visible=3, in_flight=2)
-    assert capacity.queue_counts(s) == (3, 2)
+    assert queue_depth(s.transcribe_queue, s) == QueueDepth(3, 2)
 
 
 def test_queue_depth_policy_sets_the_group_from_the_queue(moto, aws) -> None:
@@ -113,7 +113,7 @@ def test_midnight_policy_only_lowers_the_group(moto, aws) -> None:
 def test_no_scale_in_while_a_drain_is_queueing(moto, aws) -> None:
     group = make_group(aws, desired=2)
     s = queue_settings(moto, unique("bucket"), scaling_policy="queue-depth", capacity_mode="asg", asg_name=group)
-    lease = locks.Lease(_lease_name(s.s3_bucket), 10, s)
+    lease = locks.Lease(locks.drain_name(s.s3_bucket), 10, s)
     assert lease.acquire()
     try:
         assert capacity.run_scale(s)["desired"] == 2  # the drain asked for them; its chunks are on the way
@@ -163,7 +163,8 @@ def test_the_drain_asks_for_capacity_for_its_backlog_and_never_less(moto, aws) -
     out = run_drain(bucket, settings=s, celery=_app(s))
     assert out["status"] == "drained" and out["backlog"] == {"a": 2, "b": 1} and out["chunks"] == 3
     assert out["capacity"]["desired"] == 3 == desired(aws, group)
-    assert capacity.queue_counts(s) == (3, 0)  # one message per missing chunk
+    # one run task per session backlog (RUN_MAX_S > 0, the default): a's two chunks and b's one
+    assert s.run_max_s > 0 and queue_depth(s.transcribe_queue, s) == QueueDepth(2, 0)
     aws["asg"].set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=4)
     again = run_drain(bucket, settings=s, celery=_app(s))
     assert again["capacity"]["wanted"] == 3 and again["capacity"]["desired"] == 4  # never lowered by a drain
@@ -175,7 +176,7 @@ def _app(s: Settings):
     return make_app(s)
 
 
-def test_queue_counts_on_a_redis_broker() -> None:
+def test_queue_counts_on_a_redis_broker(redis_url: str) -> None:
     """The Redis transport: waiting messages in the queue's list, in-flight ones in kombu's `unacked` hash."""
     from kombu import Connection
 
@@ -185,13 +186,13 @@ def test_queue_counts_on_a_redis_broker() -> None:
     app = _app(s)
     for n in range(3):
         app.send_task("tasks.transcribe_chunk", args=["b", f"sessions/s/chunks/{n}.wav"], queue=s.transcribe_queue)
-    assert capacity.queue_counts(s) == (3, 0)
+    assert queue_depth(s.transcribe_queue, s) == QueueDepth(3, 0)
     with Connection(s.celery_broker_url) as conn:
         queue = conn.SimpleQueue(s.transcribe_queue)
         message = queue.get(timeout=5)  # delivered, not acknowledged: a busy worker's message
-        assert capacity.queue_counts(s) == (2, 1)
+        assert queue_depth(s.transcribe_queue, s) == QueueDepth(2, 1)
         message.ack()
-        assert capacity.queue_counts(s) == (2, 0)
+        assert queue_depth(s.transcribe_queue, s) == QueueDepth(2, 0)
         for _ in range(2):
             queue.get(timeout=5).ack()
         queue.close()

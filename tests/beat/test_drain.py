@@ -16,7 +16,7 @@ import pytest
 
 from tasks import locks
 from tasks.broker import queue_url, sqs_client
-from tasks.drain import _lease_name, run_drain, run_sweep
+from tasks.drain import run_drain, run_sweep
 from tasks.enqueue import enqueue_chunk
 from tests.support.services import VENV_BIN, unique, wait_for
 from tests.support.speech import word_error_rate
@@ -127,7 +127,7 @@ def test_sweeper_combines_a_session_whose_trigger_was_lost(d) -> None:
 
 
 def test_a_second_drain_while_one_runs_sends_nothing(d) -> None:
-    lease = locks.Lease(_lease_name(d.bucket), 10, d.settings)
+    lease = locks.Lease(locks.drain_name(d.bucket), 10, d.settings)
     assert lease.acquire()
     try:
         assert run_drain(d.bucket, settings=d.settings, celery=d.app)["status"] == "already_running"

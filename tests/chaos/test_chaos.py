@@ -1,5 +1,5 @@
 """The fault-injection run of `bench/chaos.py`, small enough for CI: 5 sessions of 4 chunks (one a
-backlog for the drain), every fault at least once, the promise checked on what came out.
+backlog for the drain), every fault at least once (one failed send), the promise checked on what came out.
 
 Real parts throughout: moto's server (S3, SQS, EventBridge), a private redis-server that is killed
 and restarted, `stt-router serve` behind the fault proxy, `stt-router worker` (SIGKILLed as a
@@ -18,7 +18,8 @@ import pytest
 
 from bench.chaos_run import Plan, checks, run
 
-pytestmark = pytest.mark.timeout(480)
+# the run starts its own moto, Redis and model-loading processes: not for the fast tier
+pytestmark = [pytest.mark.timeout(480), pytest.mark.moto, pytest.mark.redis, pytest.mark.model]
 
 CI_PLAN = Plan(sessions=5, chunks_per_session=4, drain_sessions=1, corrupt=2, poison=True, worker_kills=1,
                redis_kills=1, upload_interval_s=1.0, timeout_s=240)
@@ -101,6 +102,29 @@ def test_chord_members_failing_once_still_combine_once(result) -> None:
     assert ch["drain"] and ch["drain"]["sessions"] == 1 and ch["drain"]["chunks"] == 4, ch
     assert ch["failing_once"] and all(x["task_retries"] == 1 for x in ch["failing_once"]), ch
     assert ch["combined_once"] == ch["in_order"] == 1, ch
+
+
+def test_recorders_mistakes_end_as_the_rules_say(result) -> None:
+    """Issue 14: a chunk uploaded again 0.2 s later ends with the later audio's transcript (and its
+    session's text), a zero-byte chunk fails with its reason, a manifest with `total_chunks: 0` is
+    reported and corrected, an invalid language is dropped and listed; each session combined once."""
+    m = result["faults"]["mistakes"]
+    assert len(m["reuploads"]) == 1 and all(x["uploads"] == 2 and x["later_audio_won"] for x in m["reuploads"]), m
+    assert len(m["zero_byte"]) == 1 and all(x["failed_record"] and "0 bytes" in x["reason"] for x in m["zero_byte"]), m
+    assert set(m["manifests"]) == {"total_chunks_0", "invalid_language"}, m
+    assert all(x["reported"] and x["combined_once"] for x in m["manifests"].values()), m
+
+
+def test_failed_send_retried_event_queues_the_combine(result) -> None:
+    """Issue 14, hole 5: the router's invocation on the session-completing manifest event fails on a
+    broker at a closed port (the once-only flag is taken back), the event is routed again with the
+    right settings and queues the combine at once; the session is combined exactly once."""
+    fs = result["faults"]["failed_sends"]
+    assert fs["failed_sends"] == 1 and len(fs["sends"]) == 1, fs
+    x = fs["sends"][0]
+    assert x["invocation_failed"] and x["first_decision"] == "error", x
+    assert "completion check failed" in x["first_reason"], x
+    assert x["queued_within_flag_ttl"] and x["combined_once"], x
 
 
 def test_all_checks_pass(result) -> None:

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.speech import speak, word_error_rate
 
 CLI = [sys.executable, "-m", "transcription.cli"]
 
 
+@pytest.mark.model  # the command loads the model in its own process
 def test_transcribes_several_files_with_progress(tmp_path: Path, sentences) -> None:
     a = shutil.copyfile(speak(sentences[0], "mp3"), tmp_path / "a.mp3")
     b = shutil.copyfile(speak(sentences[1], "ogg"), tmp_path / "b.ogg")
@@ -28,6 +31,7 @@ def test_transcribes_several_files_with_progress(tmp_path: Path, sentences) -> N
     assert (out / "b.srt").exists()
 
 
+@pytest.mark.model
 def test_prints_to_stdout_and_fails_on_bad_input(tmp_path: Path, sentences) -> None:
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio at all")
@@ -43,3 +47,18 @@ def test_bad_language_is_a_usage_error(tmp_path: Path, sentences) -> None:
     proc = subprocess.run([*CLI, "transcribe", str(speak(sentences[2])), "--language", "english!"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "ISO 639-1" in proc.stderr
+
+
+
+def test_help_imports_no_part_of_the_system() -> None:
+    """`stt-router --help` imports every command module; none may pull in what its command starts."""
+    code = ("import sys; from click.testing import CliRunner; from transcription.cli import main; "
+            "out = CliRunner().invoke(main, ['--help']).output; "
+            "heavy = {'celery', 'fastapi', 'numpy', 'boto3', 'redis', 'transcription.settings', 'app.main', "
+            "'gpu_worker.worker', 'beat_schedule', 'router_lambda.handler'}; "
+            "print(sorted(heavy & set(sys.modules))); print(out)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    imported, listing = proc.stdout.split("\n", 1)
+    assert imported == "[]"
+    for name in ("serve", "worker", "beat", "drain", "dlq", "sessions", "flower", "transcribe"):
+        assert f"  {name} " in listing

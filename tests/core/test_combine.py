@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from tests.support.speech import normalize
-from transcription.chunk import transcribe_chunk
+from transcription.chunk import transcribe_audio
 from transcription.combine import combine_chunks
 from transcription.layout import parse_chunk_key
 from transcription.manifest import Manifest
@@ -15,7 +15,7 @@ from transcription.transcript import FailedChunk
 
 def test_three_real_chunks_combine_in_order_with_increasing_times(fw_engine, sentences, speech_files) -> None:
     chunks = [
-        transcribe_chunk(path, TranscribeOptions(word_timestamps=True),
+        transcribe_audio(path, TranscribeOptions(word_timestamps=True),
                          chunk=parse_chunk_key(f"sessions/s1/chunks/{i:03d}.wav"), engine=fw_engine)
         for i, path in enumerate(speech_files[:3])
     ]
@@ -40,8 +40,8 @@ def test_three_real_chunks_combine_in_order_with_increasing_times(fw_engine, sen
 
 
 def test_failed_chunk_leaves_a_marked_gap(fw_engine, speech_files) -> None:
-    a = transcribe_chunk(speech_files[0], chunk=parse_chunk_key("sessions/s2/chunks/1.wav"), engine=fw_engine)
-    c = transcribe_chunk(speech_files[2], chunk=parse_chunk_key("sessions/s2/chunks/3.wav"), engine=fw_engine)
+    a = transcribe_audio(speech_files[0], chunk=parse_chunk_key("sessions/s2/chunks/1.wav"), engine=fw_engine)
+    c = transcribe_audio(speech_files[2], chunk=parse_chunk_key("sessions/s2/chunks/3.wav"), engine=fw_engine)
     failed = FailedChunk(session_id="s2", chunk_index=2, source_key="sessions/s2/chunks/2.wav",
                          error="bad_audio", reason="not audio", duration=2.5)
     session = combine_chunks("s2", [c, failed, a], Manifest(total_chunks=3))
@@ -53,8 +53,8 @@ def test_failed_chunk_leaves_a_marked_gap(fw_engine, speech_files) -> None:
 
 
 def test_a_hole_in_the_indices_is_listed_missing(fw_engine, speech_files) -> None:
-    a = transcribe_chunk(speech_files[0], chunk=parse_chunk_key("sessions/s3/chunks/0.wav"), engine=fw_engine)
-    b = transcribe_chunk(speech_files[1], chunk=parse_chunk_key("sessions/s3/chunks/2.wav"), engine=fw_engine)
+    a = transcribe_audio(speech_files[0], chunk=parse_chunk_key("sessions/s3/chunks/0.wav"), engine=fw_engine)
+    b = transcribe_audio(speech_files[1], chunk=parse_chunk_key("sessions/s3/chunks/2.wav"), engine=fw_engine)
     session = combine_chunks("s3", [a, b])
     assert session.partial
     assert [(e.index, e.status) for e in session.chunks] == [(0, "transcribed"), (1, "missing"), (2, "transcribed")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.speech import speak, word_error_rate
-from transcription.chunk import transcribe_chunk
+from transcription.chunk import transcribe_audio
 from transcription.errors import ModelError, OptionError
 from transcription.options import TranscribeOptions
 
@@ -16,7 +16,7 @@ ENGINES = ["faster-whisper", pytest.param("whisperx", marks=pytest.mark.whisperx
 def test_transcribes_speech_with_low_word_error_rate(name, load_engine_named, sentences, speech_files) -> None:
     engine = load_engine_named(name)
     for text, path in zip(sentences[:3], speech_files[:3], strict=True):
-        t = transcribe_chunk(path, engine=engine)
+        t = transcribe_audio(path, engine=engine)
         assert t.engine == name and t.model == "base"
         assert t.language == "en"
         assert abs(t.duration - 4) < 2.5
@@ -27,15 +27,15 @@ def test_transcribes_speech_with_low_word_error_rate(name, load_engine_named, se
 @pytest.mark.parametrize("name", ENGINES)
 def test_detects_another_language(name, load_engine_named) -> None:
     german = speak("Guten Morgen, wie geht es dir heute? Ich gehe mit meinem Hund in den Park.", voice="de")
-    assert transcribe_chunk(german, engine=load_engine_named(name)).language == "de"
+    assert transcribe_audio(german, engine=load_engine_named(name)).language == "de"
 
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_word_timestamps_on_request(name, load_engine_named, sentences, speech_files) -> None:
     engine = load_engine_named(name)
-    plain = transcribe_chunk(speech_files[1], engine=engine)
+    plain = transcribe_audio(speech_files[1], engine=engine)
     assert all(s.words is None for s in plain.segments)
-    t = transcribe_chunk(speech_files[1], TranscribeOptions(word_timestamps=True, language="en"), engine=engine)
+    t = transcribe_audio(speech_files[1], TranscribeOptions(word_timestamps=True, language="en"), engine=engine)
     words = [w for s in t.segments for w in s.words or []]
     assert word_error_rate(sentences[1], " ".join(w.word for w in words)) < 0.25
     starts = [w.start for w in words]
@@ -44,7 +44,7 @@ def test_word_timestamps_on_request(name, load_engine_named, sentences, speech_f
 
 
 def test_prompt_and_language_reach_the_engine(fw_engine, speech_files) -> None:
-    t = transcribe_chunk(speech_files[0], TranscribeOptions(language="en", prompt="Folder, meeting."),
+    t = transcribe_audio(speech_files[0], TranscribeOptions(language="en", prompt="Folder, meeting."),
                          engine=fw_engine)
     assert t.options == {"language": "en", "prompt": "Folder, meeting."}
     assert t.language == "en" and t.language_probability == 1
@@ -52,24 +52,32 @@ def test_prompt_and_language_reach_the_engine(fw_engine, speech_files) -> None:
 
 def test_unknown_language_is_refused(fw_engine, speech_files) -> None:
     with pytest.raises(OptionError, match="unsupported language"):
-        transcribe_chunk(speech_files[0], TranscribeOptions(language="xx"), engine=fw_engine)
+        transcribe_audio(speech_files[0], TranscribeOptions(language="xx"), engine=fw_engine)
 
 
 def test_faster_whisper_refuses_alignment_with_a_reason(fw_engine, speech_files) -> None:
     with pytest.raises(OptionError, match="whisperx"):
-        transcribe_chunk(speech_files[0], TranscribeOptions(align=True), engine=fw_engine)
+        transcribe_audio(speech_files[0], TranscribeOptions(align=True), engine=fw_engine)
 
 
 @pytest.mark.whisperx
 def test_whisperx_alignment_without_its_model_names_the_model(load_engine_named, speech_files) -> None:
     """Alignment needs a wav2vec2 model from a hub this machine cannot reach: a clear ModelError."""
     with pytest.raises(ModelError, match=r"alignment model .*ALIGN_MODEL"):
-        transcribe_chunk(speech_files[0], TranscribeOptions(align=True, language="en"),
+        transcribe_audio(speech_files[0], TranscribeOptions(align=True, language="en"),
                          engine=load_engine_named("whisperx"))
 
 
 @pytest.mark.whisperx
-def test_whisperx_diarization_without_its_model_names_the_model(load_engine_named, speech_files) -> None:
-    with pytest.raises(ModelError, match="pyannote/speaker-diarization"):
-        transcribe_chunk(speech_files[0], TranscribeOptions(diarize=True, language="en"),
-                         engine=load_engine_named("whisperx"))
+@pytest.mark.parametrize("engine", ["faster-whisper", "whisperx"])
+def test_pyannote_diarization_without_its_model_names_the_model(load_engine_named, speech_files, settings,
+                                                                engine) -> None:
+    """DIARIZE=pyannote needs a hub pipeline this machine cannot reach: a clear ModelError for either
+    engine (the offline default, DIARIZE=local, is tested in tests/speakers)."""
+    from transcription.speakers import reset_diarizer
+
+    reset_diarizer()
+    with pytest.raises(ModelError, match=r"pyannote/speaker-diarization.*DIARIZE=local"):
+        transcribe_audio(speech_files[0], TranscribeOptions(diarize=True, language="en"),
+                         engine=load_engine_named(engine), settings=settings.model_copy(update={"diarize": "pyannote"}))
+    reset_diarizer()

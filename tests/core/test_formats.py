@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from transcription.chunk import transcribe_chunk
+from transcription.chunk import transcribe_audio
 from transcription.formats import FORMATS, render, timestamp
 from transcription.options import TranscribeOptions
 from transcription.transcript import ChunkTranscript, Segment, Word
@@ -24,7 +24,7 @@ def _seconds(m: tuple[str, ...]) -> float:
 
 @pytest.fixture(scope="module")
 def transcript(fw_engine, speech_files) -> ChunkTranscript:
-    return transcribe_chunk(speech_files[1], TranscribeOptions(word_timestamps=True), engine=fw_engine)
+    return transcribe_audio(speech_files[1], TranscribeOptions(word_timestamps=True), engine=fw_engine)
 
 
 def _long_transcript() -> ChunkTranscript:
@@ -76,11 +76,13 @@ def test_times_round_to_milliseconds_and_carry() -> None:
 
 def test_tsv_columns(transcript) -> None:
     lines = render(_long_transcript(), "tsv").splitlines()
-    assert lines[0] == "start\tend\ttext"
+    assert lines[0] == "start\tend\ttext\tspeaker"  # a transcript with speakers has their column
     rows = [line.split("\t") for line in lines[1:]]
-    assert all(len(r) == 3 for r in rows)
-    assert rows[0][:2] == ["3600000", "3725250"] and rows[0][2] == "[SPEAKER_00] first line"
-    real = [line.split("\t") for line in render(transcript, "tsv").splitlines()[1:]]
+    assert all(len(r) == 4 for r in rows)
+    assert rows[0] == ["3600000", "3725250", "first line", "Speaker 00"] and rows[1][3] == ""
+    lines = render(transcript, "tsv").splitlines()
+    assert lines[0] == "start\tend\ttext"
+    real = [line.split("\t") for line in lines[1:]]
     assert [int(r[0]) for r in real] == [round(s.start * 1000) for s in transcript.segments]
 
 

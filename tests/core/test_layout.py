@@ -40,6 +40,21 @@ def test_bad_chunk_keys_are_refused(key) -> None:
         layout.parse_chunk_key(key)
 
 
+def test_done_keys_parse_and_listings_skip_what_is_not_theirs() -> None:
+    d = layout.parse_done_key("failed/abc/chunks/7.json")
+    assert (d.session_id, d.index, d.failed) == ("abc", 7, True)
+    assert not layout.parse_done_key(layout.chunk_transcript_key("abc", 12)).failed
+    for bad in ["transcripts/abc/session.json", "transcripts/abc/chunks/1.txt", "failed/../chunks/1.json",
+                "transcripts/abc/chunks/1234567890.json", "sessions/abc/chunks/1.wav"]:
+        with pytest.raises(InvalidKeyError):
+            layout.parse_done_key(bad)
+    listing = ["sessions/a/chunks/1.txt", "sessions/a/chunks/1.wav", "sessions/a/manifest.json",
+               "sessions/a/chunks/x.wav", "sessions/b/chunks/02.mp3"]
+    assert [(c.session_id, c.index) for c in layout.chunk_keys(listing)] == [("a", 1), ("b", 2)]
+    done = ["transcripts/a/chunks/1.json", "transcripts/a/session.json", "failed/b/chunks/3.json", "x"]
+    assert [(d.session_id, d.index, d.failed) for d in layout.done_keys(done)] == [("a", 1, False), ("b", 3, True)]
+
+
 def test_classify() -> None:
     assert layout.classify_key("sessions/abc/chunks/3.flac") == ("chunk", "abc")
     assert layout.classify_key("sessions/abc/manifest.json") == ("manifest", "abc")
@@ -61,3 +76,31 @@ def test_s3_uri() -> None:
     for bad in ["http://x/y", "s3://", "s3://B/key", "s3://bucket/../etc", "s3://bucket/"]:
         with pytest.raises(InvalidKeyError):
             layout.parse_s3_uri(bad)
+
+
+def test_s3_access_rule() -> None:
+    """Issue 14, hole 3 (the rule alone; tests/app/test_server.py holds it against the server)."""
+    from transcription.errors import AccessRefused
+
+    def check(src: str, out: str | None = None, bucket: str = "b", prefixes=("uploads/",), output="outputs/"):
+        layout.check_s3_access(("b", src), ("b", out) if out else None, bucket=bucket, input_prefixes=prefixes,
+                               output_prefix=output)
+
+    check("sessions/s1/chunks/3.wav")
+    check("sessions/s1/chunks/3.wav", "transcripts/s1/chunks/3.json")
+    check("uploads/a.mp3", "outputs/a.json")
+    refused = [("other/a.wav", None), ("transcripts/s1/chunks/3.json", None),
+               ("sessions/s1/chunks/3.wav", "transcripts/s2/chunks/3.json"),
+               ("sessions/s1/chunks/3.wav", "transcripts/s1/session.json"),
+               ("sessions/s1/chunks/3.wav", "failed/s1/chunks/3.json"),
+               ("sessions/s1/chunks/3.wav", "Sessions/s1/manifest.json"),
+               ("uploads/a.mp3", "transcripts/s1/chunks/3.json")]
+    for src, out in refused:
+        with pytest.raises(AccessRefused):
+            check(src, out)
+    with pytest.raises(AccessRefused, match="bucket"):
+        check("sessions/s1/chunks/3.wav", bucket="c")
+    with pytest.raises(AccessRefused):  # prefixes inside the layout's folders are ignored
+        check("sessions/s1/chunks/3.wav", "transcripts/s2/x.json", prefixes=("transcripts/",), output="Transcripts/")
+    with pytest.raises(AccessRefused):
+        check("transcripts/s2/chunks/0.json", prefixes=("transcripts/",))

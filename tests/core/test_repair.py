@@ -1,23 +1,23 @@
 """Boundary repair with the real model on real (espeak-ng) speech cut inside a word and a number.
 
 The core function needs no S3: chunk audio comes from a callable. The last test goes through
-`build_session_transcript` on moto's S3, where the audio is read back from the chunk keys.
+`build_session_transcript` on moto's S3, where the audio is read back from the chunk keys. The
+word logic alone (anchors, seams, segment rebuilding) is tested without a model in test_splice.py.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import re
-import wave
 
 import numpy as np
 import pytest
 
+from tests.support.real_speech import wav_bytes
 from tests.support.speech import normalize, speak
 from transcription.audio import SAMPLE_RATE, Audio
-from transcription.chunk import load_audio, transcribe_chunk
+from transcription.chunk import load_audio, transcribe_audio
 from transcription.combine import combine_chunks
 from transcription.errors import AudioError
 from transcription.layout import parse_chunk_key
@@ -41,7 +41,7 @@ def words(text: str) -> list[str]:
 
 def word_span(audio: Audio, engine, word: str) -> tuple[float, float]:
     """Where `word` is spoken, from the whole file's word timestamps (so a cut can land inside it)."""
-    whole = transcribe_chunk(audio, EN.model_copy(update={"word_timestamps": True}), engine=engine)
+    whole = transcribe_audio(audio, EN.model_copy(update={"word_timestamps": True}), engine=engine)
     spoken = [w for s in whole.segments for w in s.words]
     for i, w in enumerate(spoken):
         got = words(w.word)
@@ -67,7 +67,7 @@ def session_of(pieces: list[Audio], engine, options: TranscribeOptions, session_
             parts.append(FailedChunk(session_id=session_id, chunk_index=i, source_key=key, error="bad_audio",
                                      reason="not audio", duration=round(p.duration, 3)))
         else:
-            parts.append(transcribe_chunk(p, options, chunk=parse_chunk_key(key), engine=engine))
+            parts.append(transcribe_audio(p, options, chunk=parse_chunk_key(key), engine=engine))
     return combine_chunks(session_id, parts, Manifest(language="en", total_chunks=len(pieces)))
 
 
@@ -220,8 +220,8 @@ def test_build_session_transcript_repairs_from_s3(moto, bucket, fw_engine, text_
                   Body=json.dumps({"language": "en", "total_chunks": 2}).encode())
     for i, piece in enumerate(cut(audio, cuts[:1])):
         key = f"sessions/s3rep/chunks/{i:03d}.wav"
-        s3.put_object(Bucket=bucket, Key=key, Body=wav_bytes(piece))
-        t = transcribe_chunk(wav_bytes(piece), EN, chunk=parse_chunk_key(key), engine=fw_engine)
+        s3.put_object(Bucket=bucket, Key=key, Body=wav_bytes(piece.samples))
+        t = transcribe_audio(wav_bytes(piece.samples), EN, chunk=parse_chunk_key(key), engine=fw_engine)
         s3.put_object(Bucket=bucket, Key=f"transcripts/s3rep/chunks/{i}.json", Body=t.model_dump_json().encode())
     env.setattr(transcription.engines, "_engine", fw_engine)  # the process's engine, loaded as a worker has it
     env.setenv("BOUNDARY_REPAIR", "false")
@@ -236,11 +236,3 @@ def test_build_session_transcript_repairs_from_s3(moto, bucket, fw_engine, text_
     assert_monotonic(repaired)
 
 
-def wav_bytes(audio: Audio) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(audio.samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()

@@ -41,7 +41,7 @@ def test_cpu_defaults() -> None:
     assert Settings(device="cuda").resolved_compute_type() == "float16"
 
 
-def test_readme_lists_every_setting() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [n.upper() for n in Settings.model_fields if f"| `{n.upper()}` |" not in readme]
-    assert not missing, f"add these to the README's configuration table: {missing}"
+def test_every_setting_has_a_description() -> None:
+    """The configuration reference (docs/configuration.md) is generated from these descriptions."""
+    missing = [n.upper() for n, f in Settings.model_fields.items() if len((f.description or "").split()) < 3]
+    assert not missing, f"give these settings Field(..., description=\"...\"): {missing}"

@@ -85,3 +85,19 @@ def test_beat_can_run_its_control_queue_and_start_only_fleet_instances(template)
     assert start["Condition"]["StringEquals"]["aws:ResourceTag/stt-router-role"] == "gpu-worker"
     scale = next(s for s in stmts if "autoscaling:SetDesiredCapacity" in _actions(s))
     assert "autoScalingGroupName/" in str(scale["Resource"])
+
+
+def test_workers_put_session_events_on_the_stack_bus_only_and_a_rule_routes_them(template) -> None:
+    stmts = _statements(template, "WorkerRole")
+    puts = [s for s in stmts if any(a.startswith("events:") for a in _actions(s))]
+    assert len(puts) == 1 and _actions(puts[0]) == ["events:PutEvents"]
+    assert puts[0]["Resource"] == {"Fn::GetAtt": ["SessionEventBus", "Arn"]}
+    user_data = str(template["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"])
+    assert "EVENT_BUS_NAME=${SessionEventBus}" in user_data
+    rule = template["Resources"]["SessionTranscriptReadyRule"]["Properties"]
+    assert rule["EventBusName"] == {"Ref": "SessionEventBus"}
+    assert rule["EventPattern"] == {"source": ["stt-router"], "detail-type": ["Session Transcript Ready"]}
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SessionEventsQueue", "Arn"]}
+    [allow] = template["Resources"]["SessionEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"} and allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["SessionTranscriptReadyRule", "Arn"]}

@@ -1,4 +1,5 @@
-"""Cold start: the handler's import graph holds none of the heavy parts (checked in a fresh process)."""
+"""Cold start: the handler's import graph holds none of the heavy parts, and no Celery until the
+router has to queue (checked in a fresh process)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,35 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Celery and kombu load when the router first queues (router_lambda/publish.py), not on the direct path
+QUEUE_ONLY = ("celery", "kombu", "billiard", "vine", "amqp")
+# combining, the transcript models, the formats and the manifest load for a failed chunk or a manifest
+# event (router_lambda/route.py), not to decide the direct path (issue 17)
+FAILURE_ONLY = ("transcription.sessions", "transcription.combine", "transcription.transcript",
+                "transcription.formats", "transcription.manifest", "transcription.options")
 HEAVY = ("torch", "whisperx", "fastapi", "starlette", "numpy", "av", "ctranslate2", "faster_whisper", "pycurl",
          "transcription.engines", "transcription.audio", "transcription.chunk", "app", "gpu_worker")
 
 PROBE = """
-import importlib, json, sys
+import contextlib, importlib, io, json, sys
 module, attr = sys.argv[1].rsplit(".", 1)
 fn = getattr(importlib.import_module(module), attr)
-print(json.dumps({"callable": callable(fn), "modules": sorted(sys.modules)}))
+cold = sorted(sys.modules)
+# decisions that queue nothing: a key outside sessions/, a poison event
+with contextlib.redirect_stdout(io.StringIO()):  # each decision's EMF log line
+  out = fn({"detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "transcripts/x/chunks/0.json", "size": 3}}})
+  out2 = fn({"no": "records"})
+decided = sorted(sys.modules)
+from router_lambda import publish
+from transcription.settings import get_settings
+publish.producer(get_settings())  # the first queued decision builds the producer
+print(json.dumps({"callable": callable(fn), "modules": cold, "decided": decided, "queued": sorted(sys.modules),
+                  "decisions": [d["decision"] for d in out["decisions"] + out2["decisions"]]}))
 """
 
 
-def test_the_templates_handler_imports_without_heavy_modules() -> None:
+def test_the_templates_handler_imports_without_heavy_modules_and_celery_only_to_queue() -> None:
     from cfnlint.decode import decode
 
     tpl, _ = decode(str(ROOT / "deploy" / "template.yaml"))
@@ -29,6 +47,17 @@ def test_the_templates_handler_imports_without_heavy_modules() -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["callable"]
-    loaded = [m for m in out["modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
-    assert loaded == [], f"the router's import graph pulls in {loaded}"
-    assert "celery" in out["modules"] and "tenacity" in out["modules"]  # the probe did see the real graph
+    assert _among(out["modules"], HEAVY) == [], f"the router's import graph pulls in {_among(out['modules'], HEAVY)}"
+    assert "tenacity" in out["modules"] and "urllib3" in out["modules"] and "boto3" in out["modules"]
+    assert out["decisions"] == ["skipped", "skipped"]  # outside sessions/, and a poison event
+    for when in ("modules", "decided"):
+        assert _among(out[when], QUEUE_ONLY) == [], f"Celery before the router queues ({when}): " \
+            f"{_among(out[when], QUEUE_ONLY)[:10]}"
+        assert _among(out[when], FAILURE_ONLY) == [], f"a failure path's modules before one is taken ({when}): " \
+            f"{_among(out[when], FAILURE_ONLY)}"
+    assert "celery" in out["queued"] and "kombu" in out["queued"]  # the probe does see the queueing graph
+    assert _among(out["queued"], HEAVY) == []
+
+
+def _among(modules: list[str], roots: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in roots)]

@@ -359,10 +359,98 @@ def test_manifest_last_combines_the_session_once(stack, sentences, speech_files)
     assert stack.worker.output().count(f"session_combined session={session} ") == 1
 
 
+def test_an_invalid_manifest_is_a_failed_decision_with_the_reason(stack, quiet_queue) -> None:
+    """Issue 14, hole 6: the router's answer to a manifest it cannot use (tests/tasks/test_hardening.py
+    holds the rest of the rule)."""
+    session = unique("badmanifest")
+    d = only(handler(upload(stack, layout.manifest_key(session), b'{"total_chunks": -1, "language": "english"}'),
+                     context()))
+    assert d["decision"] == "failed" and "total_chunks" in d["reason"] and d["detail"]["problems"], d
+    d = only(handler(upload(stack, layout.manifest_key(session), b'{"total_chunks": 3, "language": "english"}'),
+                     context()))
+    assert d["decision"] == "manifest" and "language" in d["detail"]["problems"][0], d
+    assert queued(stack, quiet_queue) == []
+
+
+def test_a_zero_byte_chunk_is_recorded_failed_and_completes_its_session(stack, quiet_queue) -> None:
+    """Issue 14, hole 8: the router skipped a zero-byte chunk without a failed record; `sessions
+    status` called it queued and the session waited for the midnight drain."""
+    session = unique("empty")
+    stack.s3.put_object(Bucket=stack.bucket, Key=layout.manifest_key(session), Body=b'{"total_chunks": 1}')
+    stack.proxy.reset_log()
+    d = only(handler(upload(stack, f"sessions/{session}/chunks/0.wav", b""), context()))
+    assert d["decision"] == "failed" and "0 bytes" in d["reason"], d
+    assert stack.proxy.seen() == []  # nothing to ask the server
+    status = sessions.session_status(stack.bucket, session, with_reasons=True, settings=stack.settings)
+    assert status.failed == [0] and status.pending == [] and "0 bytes" in status.failed_reasons[0]
+    assert d["detail"]["combine_queued"] is True and d["detail"]["dead_letter"]
+    assert [m["task"] for m in queued(stack, quiet_queue)] == ["tasks.combine_session"]
+
+
+def test_a_chunk_uploaded_again_is_transcribed_again_and_its_session_recombined(stack, sentences,
+                                                                               speech_files) -> None:
+    """Issue 14, hole 9 on the direct path: the router skipped a re-uploaded chunk as "transcript
+    exists", so the chunk and session kept the old audio's text. Now the skip compares the audio
+    the transcript was made from with the chunk's current ETag."""
+    session = unique("reupload")
+    stack.s3.put_object(Bucket=stack.bucket, Key=layout.manifest_key(session),
+                        Body=b'{"total_chunks": 1, "language": "en"}')
+    key = f"sessions/{session}/chunks/0.wav"
+    first = upload(stack, key, speech_files[0].read_bytes())
+    assert only(handler(first, context()))["decision"] == "direct"
+    json_key = layout.session_transcript_key(session)
+    wait_for(lambda: storage.exists(stack.bucket, json_key, settings=stack.settings), 120, what="the first combine")
+
+    event = upload(stack, key, speech_files[3].read_bytes())
+    etag = event["detail"]["object"]["eTag"].strip('"')
+    d = only(handler(event, context()))
+    assert d["decision"] == "direct" and d["detail"]["written"] is True, d
+    t = transcript(stack, session, 0)
+    assert t.source_etag == etag and word_error_rate(sentences[3], t.text) < 0.35, t.text
+
+    def recombined():
+        st = sessions.stored_session_transcript(stack.bucket, session, settings=stack.settings)
+        return st if st is not None and st.chunks[0].source_etag == etag else None
+
+    st = wait_for(recombined, 120, what=f"the session combined again ({stack.worker.log_path})")
+    assert word_error_rate(sentences[3], st.text) < 0.35, st.text
+    d = only(handler(first, context()))  # the first upload's event again: its audio is gone, nothing to redo
+    assert d["decision"] == "skipped" and d["reason"] == "transcript exists", d
+    time.sleep(2)
+    assert stack.worker.output().count(f"session_combined session={session} ") == 2
+
+
+def test_two_uploads_of_a_chunk_in_quick_succession_end_with_the_later_audio(stack, moto, sentences,
+                                                                            speech_files) -> None:
+    """Issue 14, hole 9: the chunk uploaded again 0.2 s after the server read its first audio (seen
+    in moto's request log), while the server transcribes it. Before, the first audio's transcript was
+    written and the second upload's event skipped as "transcript exists". Now the server does not
+    write the superseded audio's transcript, and the second event has the later audio transcribed."""
+    import threading
+
+    session = unique("quick")
+    key = f"sessions/{session}/chunks/0.wav"
+    decisions: list[dict] = []
+    first = upload(stack, key, speech_files[1].read_bytes())
+    early = threading.Thread(target=lambda: decisions.append(only(handler(first, context()))))
+    early.start()
+    wait_for(lambda: f"GET /{stack.bucket}/{key} " in moto.output(), 60, interval=0.05, what="the server's read")
+    time.sleep(0.2)
+    later = upload(stack, key, speech_files[5].read_bytes())
+    etag = later["detail"]["object"]["eTag"].strip('"')
+    early.join(timeout=300)
+    [d] = decisions
+    assert d["decision"] == "direct" and d["detail"]["written"] is False, d  # superseded: not written
+    d = only(handler(later, context()))
+    assert d["decision"] == "direct" and d["detail"]["written"] is True, d
+    t = transcript(stack, session, 0)
+    assert t.source_etag == etag and word_error_rate(sentences[5], t.text) < 0.35, t.text
+    assert only(handler(first, context()))["reason"] == "transcript exists"  # the first event again: nothing to do
+
+
 def test_poison_and_non_chunk_events_are_skipped_with_a_reason(stack, capsys) -> None:
     session = unique("junk")
     cases = {
-        f"sessions/{session}/chunks/1.wav": (b"", "zero-byte object"),
         f"sessions/{session}/notes.txt": (b"hello", "not a chunk key"),
         f"sessions/{session}/chunks/2.txt": (b"hello", "unsupported audio extension .txt"),
         f"sessions/{session}/chunks/x.wav": (b"RIFF", "not a chunk key"),

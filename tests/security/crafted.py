@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import subprocess
+from pathlib import Path
 
 IN_ACCESS, IN_OPEN = 0x1, 0x20
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"dinf", b"stbl"}
@@ -89,4 +91,18 @@ def m4a_with_external_track(m4a: bytes, path: str) -> bytes:
     data[entry_at:entry_at + old] = entry
     for off in [*ancestors, dref]:
         struct.pack_into(">I", data, off, struct.unpack_from(">I", data, off)[0] + len(entry) - old)
+    return bytes(data)
+
+
+def flac_bomb(path, seconds: float, *, declared: bool = True) -> bytes:
+    """A FLAC of digital silence with the largest frames (about 32 KB for 3.9 h at 8 kHz). With
+    `declared=False` its STREAMINFO says "length unknown", so only decoding finds out how long it is."""
+
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "anullsrc=r=8000:cl=mono", "-t", str(seconds), "-c:a", "flac", "-frame_size", "65535",
+                    "-compression_level", "0", str(path)], check=True, timeout=300)
+    data = bytearray(Path(path).read_bytes())
+    if not declared:  # total samples: the low 36 bits of the 8 bytes after STREAMINFO's first 10
+        packed = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+        data[18:26] = packed.to_bytes(8, "big")
     return bytes(data)

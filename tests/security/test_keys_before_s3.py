@@ -102,11 +102,11 @@ def test_router_events(tripwire) -> None:
     assert tripwire.connections == 0
 
 
-def test_chunk_and_session_tasks(tripwire, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunk_and_session_tasks(tripwire, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     from tasks.broker import redis_broker
     from tasks.celery_app import make_app
+    from tasks.combine import run_combine
     from tasks.dlq import DeadLetterQueue
-    from tasks.session import run_combine
     from tasks.transcribe import run_chunk
     from transcription.settings import Settings
 
@@ -124,7 +124,7 @@ def test_chunk_and_session_tasks(tripwire, monkeypatch: pytest.MonkeyPatch) -> N
         for sid in [*BAD_SESSION_IDS, 42, None]:
             out = run_combine(BUCKET, sid, settings=s, celery=app)
             assert out["status"] == "invalid" and out["reason"], (sid, out)
-        letters = DeadLetterQueue(s, app).list()
+        letters = DeadLetterQueue(s, app).letters()
         assert len(letters) == len(BAD_CHUNK_KEYS) + 1 and {x.error for x in letters} == {"bad_key"}
     finally:
         redis_broker(s).delete(s.transcribe_queue, s.dead_letter_queue)

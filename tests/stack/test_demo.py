@@ -19,6 +19,8 @@ import pytest
 from tests.support.services import ROOT, VENV_BIN, free_port, port_open, unique, wait_for
 from tests.support.speech import word_error_rate
 
+# both start their own moto and Redis (the stack's), so neither belongs to the fast tier
+pytestmark = [pytest.mark.moto, pytest.mark.redis]
 SCRIPT = (ROOT / "samples" / "demo-session" / "script.txt").read_text()
 
 
@@ -28,6 +30,7 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
+@pytest.mark.model
 @pytest.mark.timeout(600)
 def test_the_demo_runs_end_to_end(tmp_path) -> None:
     ports = {"--api-port": free_port(), "--flower-port": free_port(), "--metrics-port": free_port(),

@@ -131,12 +131,12 @@ def test_worker_metrics(stack) -> None:
     assert sample(text, "stt_queue_messages", queue=s.transcribe_queue, state="waiting") == 0
     assert sample(text, "stt_queue_messages", queue=s.transcribe_queue, state="in_flight") == 0
     assert sample(text, "stt_queue_messages", queue=s.dead_letter_queue, state="waiting") == 1
-    # every metric family the worker serves is documented in the README
-    readme = (ROOT / "README.md").read_text()
+    # every metric family the worker serves is documented in the monitoring page
+    page = (ROOT / "docs" / "operating" / "monitoring.md").read_text()
     families = set(re.findall(r"^# TYPE (\w+) ", text, flags=re.M))
     assert {"stt_worker_tasks_total", "stt_queue_messages", "stt_worker_audio_seconds_total"} <= families
     for family in families:
-        assert re.search(rf"`{family}[{{`]", readme), f"{family} is not in the README"
+        assert re.search(rf"`{family}[{{`]", page), f"{family} is not in docs/operating/monitoring.md"
 
 
 def test_a_taken_metrics_port_stops_the_worker_with_the_reason(stack) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from tests.support.real_speech import normalize_text, wer
 
 SENTENCES = [
     "Please remember to bring the blue folder to the meeting this afternoon.",
@@ -48,15 +49,10 @@ def speak(text: str, fmt: str = "wav", *, speed: int = 150, voice: str = "en-us"
 
 
 def normalize(text: str) -> str:
-    """Lowercase words without punctuation: what a word error rate should compare."""
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
+    """Lowercase words without punctuation: what a word error rate should compare (any script)."""
+    return normalize_text(text)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """jiwer's word error rate after `normalize` on both sides."""
-    import jiwer
-
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    if not ref:
-        return float(bool(hyp))
-    return jiwer.wer(ref, hyp) if hyp else 1.0
+    return wer(reference, hypothesis)

@@ -45,6 +45,9 @@ def worker_env(moto, broker: str = "sqs", **extra: str) -> dict[str, str]:
         "WORKER_CONCURRENCY": "1",
         "WORKER_IDLE_TIMEOUT_S": "0",
         "ENGINE": "faster-whisper",
+        # each chunk alone, as the per-chunk guarantees these tests check were written for; the tests
+        # of session runs (tests/tasks/test_runs.py) turn runs on with RUN_MAX_S
+        "RUN_MAX_S": "0",
     }
     env.update(extra)
     return env
@@ -90,11 +93,11 @@ def producer(env: Mapping[str, str]):
 class QueuedRig:
     """A bucket on moto and a real worker on `broker`: what the queued-path tests of each broker share."""
 
-    def __init__(self, moto, broker: str, name: str) -> None:
+    def __init__(self, moto, broker: str, name: str, **extra: str) -> None:
         self.bucket = unique(name)
         self.s3 = moto.client("s3")
         self.s3.create_bucket(Bucket=self.bucket)
-        self.env = worker_env(moto, broker, S3_BUCKET=self.bucket)
+        self.env = worker_env(moto, broker, S3_BUCKET=self.bucket, **extra)
         self.app = producer(self.env)
         self.settings = settings_for(self.env)
         self.worker = start_worker(self.env, f"worker-{broker}")

@@ -55,13 +55,13 @@ def test_sqs_queue_pair_redrive_list_replay_drop(moto, tmp_path) -> None:
                         MessageBody=sqs_body(pickle_envelope(s.dead_letter_queue, str(tmp_path / "never"))))
 
     dlq = DeadLetterQueue(s, app)
-    letters = {x.kind: x for x in dlq.list()}
+    letters = {x.kind: x for x in dlq.letters()}
     assert set(letters) == {"redriven", "explicit", "undecodable"}
     assert letters["redriven"].args == ["bkt", KEY] and "redrive" in letters["redriven"].reason
     assert letters["explicit"].task == COMBINE_TASK and letters["explicit"].reason == "S3 kept failing"
     assert letters["explicit"].attempts == 3 and letters["explicit"].key == "s9"
     assert letters["undecodable"].error == "refused_content" and letters["undecodable"].args is None
-    assert len(dlq.list()) == 3  # listing leaves them in place
+    assert len(dlq.letters()) == 3  # listing leaves them in place
 
     out = subprocess.run([str(VENV_BIN / "stt-router"), "dlq", "list"], env={**os.environ, **env},
                          capture_output=True, text=True, timeout=60)
@@ -76,10 +76,10 @@ def test_sqs_queue_pair_redrive_list_replay_drop(moto, tmp_path) -> None:
     assert next(b for b in back if b.task == TRANSCRIBE_TASK).kwargs == {"force": True}
     assert next(b for b in back if b.task == COMBINE_TASK).kwargs == {"bucket": "bkt"}
 
-    remaining = dlq.list()
+    remaining = dlq.letters()
     assert [x.kind for x in remaining] == ["undecodable"]
     done, problems = dlq.drop([remaining[0].id])
-    assert len(done) == 1 and not problems and dlq.list() == []
+    assert len(done) == 1 and not problems and dlq.letters() == []
     assert not (tmp_path / "never").exists()  # nothing was ever unpickled
 
 
@@ -93,12 +93,12 @@ def test_redis_dead_letters_list_replay_by_key(moto) -> None:
                          task_id="t-1", app=app, settings=s)
         send_dead_letter(TRANSCRIBE_TASK, ["bkt", "sessions/s1/chunks/5.wav"], error="bad_audio", reason="empty",
                          attempts=1, task_id="t-2", app=app, settings=s)
-        letters = dlq.list()
+        letters = dlq.letters()
         assert [(x.id, x.key, x.reason) for x in sorted(letters, key=lambda x: x.id)] == [
             ("t-1", KEY, "not a RIFF file"), ("t-2", "sessions/s1/chunks/5.wav", "empty")]
         done, problems = dlq.replay([KEY, "nope"])
         assert [x.id for x in done] == ["t-1"] and problems == ["nope: no such dead letter"]
-        assert [x.id for x in dlq.list()] == ["t-2"]
+        assert [x.id for x in dlq.letters()] == ["t-2"]
         queued = redis_broker(s).lrange(s.transcribe_queue, 0, -1)
         assert len(queued) == 1
         replayed = parse_envelope(queued[0], "x")

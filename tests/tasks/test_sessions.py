@@ -39,6 +39,7 @@ def test_status_follows_the_key_layout(moto, bucket) -> None:
     s3 = moto.client("s3")
     upload(s3, bucket, "m1", range(4), {"total_chunks": 4})
     s3.put_object(Bucket=bucket, Key="sessions/m1/chunks/notes.txt", Body=b"x")  # not a chunk
+    s3.put_object(Bucket=bucket, Key="sessions/m1/chunks/001.txt", Body=b"x")  # listed before 001.wav, not audio
     transcribe(bucket, chunk("m1", 0, "one"))
     transcribe(bucket, chunk("m1", 2, "three"))
     fail(bucket, "m1", 3)

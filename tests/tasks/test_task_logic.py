@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tasks.broker import ensure_queues, sqs_client
+from tasks.combine import run_combine
+from tasks.delivery import RetryLater
 from tasks.dlq import DeadLetterQueue, parse_envelope
 from tasks.enqueue import trigger_combine
-from tasks.retry import RetryLater
-from tasks.session import run_combine
 from tasks.transcribe import run_chunk
 from tests.support.worker import producer, settings_for, worker_env
 from tests.tasks.test_sessions import chunk, transcribe
@@ -39,7 +39,7 @@ def test_redis_outage_retries_with_backoff_then_fails_with_the_reason(moto, buck
     assert out["status"] == "failed" and out["error"] == "network"
     record = FailedChunk.model_validate(storage.get_json(bucket, layout.failed_key("flaky", 0)))
     assert record.attempts == 3 and "gave up after 3 attempts" in record.reason
-    [letter] = DeadLetterQueue(s, app).list()
+    [letter] = DeadLetterQueue(s, app).letters()
     assert (letter.id, letter.key, letter.error) == ("flaky-1", key, "network")
 
 
@@ -52,7 +52,7 @@ def test_bad_keys_fail_fast_with_a_dead_letter_and_nothing_written(moto, bucket)
         out = run_chunk(bucket, key, settings=s, celery=app)
         assert out["status"] == "failed" and out["error"] == "bad_key"
     assert list(storage.list_keys(bucket, "")) == []
-    assert {x.error for x in DeadLetterQueue(s, app).list()} == {"bad_key"}
+    assert {x.error for x in DeadLetterQueue(s, app).letters()} == {"bad_key"}
 
 
 def test_concurrent_triggers_and_combines_give_one_result(moto, bucket) -> None:
@@ -84,7 +84,7 @@ def test_concurrent_triggers_and_combines_give_one_result(moto, bucket) -> None:
     assert sessions.stored_session_transcript(bucket, "race").text == "left right"
     assert run_combine(bucket, "race", settings=s, celery=app)["status"] == "exists"
     # as a chord callback: the header's results come first and are ignored
-    from tasks.session import combine_session
+    from tasks.combine import combine_session
 
     assert combine_session.run([{"status": "transcribed"}], "race", bucket=bucket)["status"] == "exists"
 
@@ -102,10 +102,10 @@ def test_duplicate_deliveries_of_a_bad_chunk_racing_give_one_dead_letter(moto, b
         statuses = list(pool.map(lambda _: _settled(bucket, key, s, app), range(8)))
     assert statuses.count("failed") == 1, statuses
     assert set(statuses) <= {"failed", "already_failed", "left_to_lease_holder"}, statuses
-    [letter] = DeadLetterQueue(s, app).list()
+    [letter] = DeadLetterQueue(s, app).letters()
     assert letter.key == key and letter.error == "bad_audio"
     assert run_chunk(bucket, key, force=True, settings=s, celery=app)["status"] == "failed"  # a replay
-    assert len(DeadLetterQueue(s, app).list()) == 2
+    assert len(DeadLetterQueue(s, app).letters()) == 2
 
 
 def _settled(bucket: str, key: str, s, app) -> str:

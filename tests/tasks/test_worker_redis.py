@@ -52,7 +52,7 @@ def test_session_with_a_corrupt_chunk_dead_letter_and_replay(q, sentences, speec
     replay = q.cli("dlq", "replay", bad)  # by chunk key this time
     assert replay.returncode == 0 and "1 replayed" in replay.stdout, replay.stderr
     q.wait_key(f"transcripts/{sid}/chunks/2.json")
-    assert DeadLetterQueue(q.settings, q.app).list() == []
+    assert DeadLetterQueue(q.settings, q.app).letters() == []
     wait_for(lambda: not sessions.stored_session_transcript(q.bucket, sid, settings=q.settings).partial, 120,
              what="the session without its gap")
     t = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)

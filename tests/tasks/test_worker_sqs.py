@@ -80,6 +80,57 @@ def test_same_chunk_three_times_runs_the_engine_once(q, speech_files, sentences)
     assert word_error_rate(sentences[1], t.text) < 0.25
 
 
+def test_a_chunk_uploaded_again_is_transcribed_again_and_its_session_recombined(q, speech_files,
+                                                                               sentences) -> None:
+    """Issue 14, hole 9 on the queued path: a chunk overwritten after it was transcribed kept its old
+    transcript ("transcript exists") while the session moved on. Now the new audio's delivery
+    replaces it and the session is combined again from it; two uploads 0.2 s apart end with the
+    later audio's transcript."""
+    sid = unique("reupload")
+    manifest(q, sid, total_chunks=2, language="en")
+    keys = [f"sessions/{sid}/chunks/{i}.wav" for i in (0, 1)]
+    for key, j in zip(keys, (0, 1), strict=True):
+        assert q.app.AsyncResult(enqueue_chunk(q.bucket, q.put(key, speech_files[j]), app=q.app,
+                                               settings=q.settings)).get(timeout=180)["status"] == "transcribed"
+    q.wait_key(layout.session_transcript_key(sid, "json"))
+    first = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
+    assert word_error_rate(f"{sentences[0]} {sentences[1]}", first.text) < 0.25
+
+    def put(key: str, j: int) -> str:  # the uploaded version's ETag
+        return q.s3.put_object(Bucket=q.bucket, Key=key, Body=speech_files[j].read_bytes())["ETag"].strip('"')
+
+    etag = put(keys[1], 4)  # chunk 1 uploaded again, after its transcript and the combine
+    r = q.app.AsyncResult(enqueue_chunk(q.bucket, keys[1], app=q.app, settings=q.settings)).get(timeout=180)
+    assert r["status"] == "transcribed" and r["replaced"] is True, r
+    t = ChunkTranscript.model_validate(storage.get_json(q.bucket, f"transcripts/{sid}/chunks/1.json",
+                                                        settings=q.settings))
+    assert t.source_etag == etag and word_error_rate(sentences[4], t.text) < 0.25
+
+    def recombined():
+        st = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
+        return st if st.chunks[1].source_etag == etag else None
+
+    again = wait_for(recombined, 180, what=f"the session combined again ({q.worker.log_path})")
+    assert word_error_rate(f"{sentences[0]} {sentences[4]}", again.text) < 0.25, again.text
+    assert again.chunks[0].source_etag == first.chunks[0].source_etag  # chunk 0 was not transcribed again
+    assert q.worker.engine_runs(keys[0]) == 1
+    time.sleep(2)  # a third combine would have been queued by now
+    assert q.worker.output().count(f"session_combined session={sid} ") == 2
+
+    # two uploads 0.2 s apart, each with its own delivery: the later audio's transcript stays
+    key = f"sessions/{sid}/chunks/2.wav"
+    put(key, 2)
+    ids = [enqueue_chunk(q.bucket, key, app=q.app, settings=q.settings)]
+    time.sleep(0.2)
+    later = put(key, 5)
+    ids.append(enqueue_chunk(q.bucket, key, app=q.app, settings=q.settings))
+    outcomes = [q.app.AsyncResult(i).get(timeout=180)["status"] for i in ids]
+    assert "transcribed" in outcomes, outcomes
+    t = ChunkTranscript.model_validate(storage.get_json(q.bucket, f"transcripts/{sid}/chunks/2.json",
+                                                        settings=q.settings))
+    assert t.source_etag == later and word_error_rate(sentences[5], t.text) < 0.25, (outcomes, t.text)
+
+
 def test_a_second_delivery_waits_for_the_lease_holder(q, speech_files) -> None:
     """Another worker (played by the test) holds the chunk's lease: the delivery waits, then runs."""
     sid = unique("lease")
@@ -114,7 +165,7 @@ def test_corrupt_chunk_fails_once_then_replay_after_fix(q, speech_files, sentenc
     partial = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
     assert partial.partial and partial.chunks[1].status == "failed" and any(s.gap for s in partial.segments)
     # the dead letter, with its reason
-    letters = [x for x in DeadLetterQueue(q.settings, q.app).list() if x.key == bad]
+    letters = [x for x in DeadLetterQueue(q.settings, q.app).letters() if x.key == bad]
     assert len(letters) == 1 and letters[0].id == tid and letters[0].error == "bad_audio"
     assert letters[0].reason == record.reason
     listed = q.cli("dlq", "list")
@@ -127,7 +178,7 @@ def test_corrupt_chunk_fails_once_then_replay_after_fix(q, speech_files, sentenc
     replay = q.cli("dlq", "replay", tid)
     assert replay.returncode == 0 and "1 replayed" in replay.stdout, replay.stderr
     q.wait_key(f"transcripts/{sid}/chunks/1.json")
-    assert [x for x in DeadLetterQueue(q.settings, q.app).list() if x.key == bad] == []
+    assert [x for x in DeadLetterQueue(q.settings, q.app).letters() if x.key == bad] == []
     wait_for(lambda: not sessions.stored_session_transcript(q.bucket, sid, settings=q.settings).partial, 120,
              what="the session transcript without its gap")
     fixed = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
@@ -177,7 +228,7 @@ def test_chunk_that_keeps_killing_its_worker_is_dead_lettered(q, sentences) -> N
     assert record.error == "worker_lost" and record.attempts == 3
     assert "2 earlier deliveries died" in record.reason and "worker process lost" in record.reason
     assert q.worker.engine_runs(key) == 0 and q.worker.alive()
-    letters = [x for x in DeadLetterQueue(q.settings, q.app).list() if x.key == key]
+    letters = [x for x in DeadLetterQueue(q.settings, q.app).letters() if x.key == key]
     assert [(x.id, x.error) for x in letters] == [(tid, "worker_lost")]
     DeadLetterQueue(q.settings, q.app).drop([tid])
 

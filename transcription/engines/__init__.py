@@ -10,6 +10,7 @@ import threading
 
 from transcription.engines.base import Engine, EngineResult
 from transcription.errors import ModelError
+from transcription.model_files import resolve_model
 from transcription.settings import Settings, get_settings
 
 __all__ = ["Engine", "EngineResult", "get_engine", "load_engine", "reset_engine"]
@@ -20,9 +21,8 @@ _lock = threading.Lock()
 
 def load_engine(settings: Settings) -> Engine:
     """Build a new engine from the settings (resolving and verifying the model first)."""
-    from transcription.model_files import resolve_model
-
     path = resolve_model(settings.model, settings.model_cache_dir)
+    # each backend is imported only when chosen: whisperx pulls torch (seconds, gigabytes)
     if settings.engine == "faster-whisper":
         from transcription.engines.faster_whisper import FasterWhisperEngine
 

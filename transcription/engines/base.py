@@ -28,6 +28,10 @@ class Engine(Protocol):
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult: ...
 
+    def detect_language(self, samples: np.ndarray, candidates: list[str] | None = None) -> tuple[str, float]:
+        """The language of the audio's first 30 s (among `candidates` when given) and its probability."""
+        ...
+
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA/CTranslate2 out-of-memory errors surface as RuntimeError (or torch's subclass)."""

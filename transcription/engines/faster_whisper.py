@@ -30,30 +30,45 @@ class FasterWhisperEngine:
         )
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult:
-        if options.align or options.diarize:
-            raise OptionError("alignment and diarization need ENGINE=whisperx")
+        if options.align:
+            raise OptionError("alignment needs ENGINE=whisperx")
         kwargs: dict[str, object] = {}
         if options.temperature is not None:
             kwargs["temperature"] = options.temperature
+        language, probability = options.language, None
+        if language is None and options.languages:
+            language, probability = detect_among(self.model, samples, options.languages)
         try:
             segments, info = self.model.transcribe(
                 samples,
-                language=options.language,
+                language=language,
                 task=options.task,
                 initial_prompt=options.prompt,
                 word_timestamps=options.word_timestamps,
                 beam_size=self.beam_size,
                 **kwargs,
             )
-            out = [_segment(s, options.word_timestamps) for s in segments]
+            out = [_segment(s, options.word_timestamps, info.language) for s in segments]
         except RuntimeError as e:
             if is_out_of_memory(e):
                 raise EngineOutOfMemory(f"engine out of memory: {e}") from e
             raise
-        return EngineResult(out, info.language, info.language_probability)
+        return EngineResult(out, info.language, probability if probability is not None else info.language_probability)
 
 
-def _segment(s, with_words: bool) -> Segment:
+    def detect_language(self, samples: np.ndarray, candidates: list[str] | None = None) -> tuple[str, float]:
+        return detect_among(self.model, samples, candidates)
+
+
+def detect_among(model, samples: np.ndarray, candidates: list[str] | None) -> tuple[str, float]:
+    """The most likely language of the audio's first 30 s, among `candidates` when given (the
+    languages a caller says the audio may be in), and its probability: Whisper's detection."""
+    _, _, probabilities = model.detect_language(samples)
+    allowed = [(code, float(p)) for code, p in probabilities if candidates is None or code in candidates]
+    return max(allowed, key=lambda cp: cp[1], default=((candidates or ["en"])[0], 0.0))
+
+
+def _segment(s, with_words: bool, language: str | None = None) -> Segment:
     words = None
     if with_words:
         words = [
@@ -67,4 +82,5 @@ def _segment(s, with_words: bool) -> Segment:
         words=words,
         avg_logprob=float(s.avg_logprob),
         no_speech_prob=float(s.no_speech_prob),
+        language=language,
     )

@@ -1,8 +1,9 @@
 """WhisperX: batched inference over pyannote VAD segments; the production GPU engine.
 
 Word timestamps come from Whisper's cross-attention (the same CTranslate2 model, unbatched) unless
-alignment is asked for: wav2vec2 alignment and pyannote diarization need models from a hub, so
-they are off by default and fail with a `ModelError` naming the model when it cannot be loaded.
+alignment is asked for: wav2vec2 alignment needs a model from a hub, so it is off by default and
+fails with a `ModelError` naming the model when it cannot be loaded. Speakers are not the engine's
+business: the chunk function diarizes for every engine (`transcription/speakers/`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import threading
 import numpy as np
 
 from transcription.engines.base import EngineResult, is_out_of_memory
-from transcription.engines.faster_whisper import _segment
+from transcription.engines.faster_whisper import _segment, detect_among
 from transcription.errors import EngineOutOfMemory, ModelError
 from transcription.options import TranscribeOptions
 from transcription.settings import Settings
 from transcription.transcript import Segment, Word
-
-DEFAULT_DIARIZE_MODEL = "pyannote/speaker-diarization-community-1"
 
 
 class WhisperXEngine:
@@ -43,7 +42,6 @@ class WhisperXEngine:
         )
         self._lock = threading.Lock()  # the pipeline keeps per-call state (tokenizer, options)
         self._align: dict[str, tuple[object, dict]] = {}
-        self._diarize = None
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult:
         with self._lock:
@@ -54,8 +52,14 @@ class WhisperXEngine:
                     raise EngineOutOfMemory(f"engine out of memory: {e}") from e
                 raise
 
+    def detect_language(self, samples: np.ndarray, candidates: list[str] | None = None) -> tuple[str, float]:
+        with self._lock:
+            return detect_among(self.pipeline.model, samples, candidates)
+
     def _transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult:
         language = options.language
+        if language is None and options.languages:
+            language = detect_among(self.pipeline.model, samples, options.languages)[0]
         if language is None:
             # whisperx caches the first detected language on the pipeline; detect per call instead
             language = self.pipeline.detect_language(samples)
@@ -75,9 +79,8 @@ class WhisperXEngine:
         segments = result["segments"]
         if options.align:
             segments = self._aligned(segments, samples, language)
-        if options.diarize:
-            segments = self._diarized(segments, samples)
-        return EngineResult([_from_dict(s, options.word_timestamps or options.align) for s in segments], language)
+        return EngineResult([_from_dict(s, options.word_timestamps or options.align, language) for s in segments],
+                            language)
 
     def _transcribe_with_word_times(
         self, samples: np.ndarray, options: TranscribeOptions, language: str
@@ -94,9 +97,7 @@ class WhisperXEngine:
             beam_size=self.settings.beam_size,
             **kwargs,
         )
-        out = [_segment(s, True) for s in segments]
-        if options.diarize:
-            out = [_from_dict(s, True) for s in self._diarized([s.model_dump() for s in out], samples)]
+        out = [_segment(s, True, info.language) for s in segments]
         return EngineResult(out, info.language, info.language_probability)
 
     def _aligned(self, segments: list[dict], samples: np.ndarray, language: str) -> list[dict]:
@@ -117,25 +118,8 @@ class WhisperXEngine:
         model, meta = self._align[language]
         return whisperx.align(segments, model, meta, samples, self.device)["segments"]
 
-    def _diarized(self, segments: list[dict], samples: np.ndarray) -> list[dict]:
-        import whisperx
-        from whisperx.diarize import DiarizationPipeline
 
-        name = self.settings.diarize_model or DEFAULT_DIARIZE_MODEL
-        if self._diarize is None:
-            token = self.settings.hf_token.get_secret_value() if self.settings.hf_token else None
-            try:
-                self._diarize = DiarizationPipeline(model_name=name, token=token, device=self.device)
-            except Exception as e:
-                raise ModelError(
-                    f"diarization model {name} could not be loaded ({type(e).__name__}: {e}); "
-                    "set DIARIZE_MODEL to a local pyannote pipeline directory (and HF_TOKEN if gated)"
-                ) from e
-        turns = self._diarize(samples)
-        return whisperx.assign_word_speakers(turns, {"segments": segments})["segments"]
-
-
-def _from_dict(s: dict, with_words: bool) -> Segment:
+def _from_dict(s: dict, with_words: bool, language: str | None = None) -> Segment:
     words = None
     if with_words and s.get("words") is not None:
         words = [
@@ -156,4 +140,5 @@ def _from_dict(s: dict, with_words: bool) -> Segment:
         words=words,
         speaker=s.get("speaker"),
         avg_logprob=s.get("avg_logprob"),
+        language=s.get("language") or language,
     )

@@ -1,6 +1,6 @@
 """The queued path against the raw engine, on the same chunks, in one run.
 
-    python bench/queue.py [--chunks N] [--block B]
+    python -m bench.queued [--chunks N] [--block B]
 
 Queued: chunks in S3 (moto's server), `tasks.transcribe_chunk` on SQS (moto), one real
 `stt-router worker` (prefork, concurrency 1, the same model), transcripts written to S3. Raw: the
@@ -15,22 +15,15 @@ the machine's load (other jobs on a shared machine) hits both sides alike.
   engine run (S3 reads and writes, decoding, the lease, the completion check, acknowledging, and
   fetching the next message; for a block's first chunk also publishing and delivery).
 
-Writes bench/results/queue.json.
+Writes bench/results/queued.json.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and this module would shadow the
-# standard library's `queue` (which urllib3 needs): put the project root there instead.
-sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import os
 import time
+from pathlib import Path
 
 from bench.common import percentile, print_table, write_result
 
@@ -60,7 +53,8 @@ def main() -> None:
     audio_s = sum(a.duration for a in audios)
     moto = MotoServer()
     os.environ.update(moto.env())
-    env = worker_env(moto, "sqs", VISIBILITY_TIMEOUT_S="300", TASK_TIME_LIMIT_S="240", LEASE_TTL_S="60")
+    env = worker_env(moto, "sqs", VISIBILITY_TIMEOUT_S="300", TASK_TIME_LIMIT_S="240", LEASE_TTL_S="60",
+                     RUN_MAX_S="600")  # as shipped: each delivery looks for a backlog after its chunk
     settings = settings_for(env)
     engine = load_engine(settings)
     options = TranscribeOptions()
@@ -133,7 +127,7 @@ def main() -> None:
                 [["raw engine", data["raw_engine_s"], round(audio_s / raw_s, 2), 1.0, 1.0, 0.0, 0.0],
                  ["queued (SQS)", data["queued_s"], round(audio_s / queued_s, 2), data["throughput_ratio"],
                   data["engine_share"], data["overhead_ms_p50"], data["overhead_ms_p95"]]])
-    write_result("queue", data)
+    write_result("queued", data)
 
 
 if __name__ == "__main__":

@@ -11,32 +11,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from tasks import locks
-from tasks.celery_app import COMBINE_TASK, app
-from tasks.enqueue import send_dead_letter
-from tasks.retry import MAX_LEASE_WAITS, RetryLater, backoff_s, lease_wait_s
-from transcription import layout, sessions
-from transcription.errors import InvalidKeyError, PermanentError
+from tasks.celery_app import COMBINE_TASK, WEBHOOK_TASK, app
+from tasks.delivery import Delivery, RetryLater, retried_by
+from transcription import events, layout, sessions
+from transcription.errors import InvalidKeyError
 from transcription.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name=COMBINE_TASK, max_retries=None)
-def combine_session(self, *args: Any, bucket: str | None = None, force: bool = False, attempt: int = 1,
+def combine_session(self: Task, *args: Any, bucket: str | None = None, force: bool = False, attempt: int = 1,
                     lease_waits: int = 0) -> dict[str, Any]:
     """Combine the session named by the last positional argument (see the module docstring)."""
     session_id = args[-1] if args else None
-    try:
+    with retried_by(self, f"combine_retry session={session_id}"):
         return run_combine(bucket, session_id, force=force, attempt=attempt, lease_waits=lease_waits,
                            task_id=self.request.id)
-    except RetryLater as r:
-        log.info("combine_retry session=%s in=%.1fs reason=%s", session_id, r.countdown, r.reason)
-        raise self.retry(args=[session_id], kwargs={"bucket": bucket, "force": force, "attempt": attempt,
-                                                    "lease_waits": lease_waits, **r.kwargs},
-                         countdown=r.countdown) from None
 
 
 def run_combine(bucket: str | None, session_id: Any, *, force: bool = False, attempt: int = 1,
@@ -44,7 +38,6 @@ def run_combine(bucket: str | None, session_id: Any, *, force: bool = False, att
                 celery: Celery | None = None) -> dict[str, Any]:
     """The task's logic, callable without a worker; raises `RetryLater` to be queued again."""
     s = settings or get_settings()
-    celery = celery or app
     bucket = bucket or s.s3_bucket
     try:
         if not isinstance(session_id, str):
@@ -53,30 +46,24 @@ def run_combine(bucket: str | None, session_id: Any, *, force: bool = False, att
     except InvalidKeyError as e:
         log.error("combine_refused session=%r: %s", str(session_id)[:200], e.reason)
         return {"status": "invalid", "reason": e.reason}
-    lease = locks.Lease(f"combine:{bucket}/{session_id}", s.lease_ttl_s, s)
+    delivery = Delivery(COMBINE_TASK, [session_id], {"bucket": bucket, **({"force": True} if force else {})},
+                        attempt=attempt, lease_waits=lease_waits, task_id=task_id, settings=s, celery=celery or app)
     try:
-        if not lease.acquire():
-            if lease_waits >= MAX_LEASE_WAITS:
+        with delivery.leases([locks.combine_name(bucket, session_id)]) as claim:
+            if claim.busy:
+                delivery.wait_for_holders(claim, "another combine of this session is running")
                 return {"status": "left_to_lease_holder", "session_id": session_id}
-            raise RetryLater(lease_wait_s(lease.remaining_s(), s), {"lease_waits": lease_waits + 1},
-                             "another combine of this session is running")
-        try:
-            return _combine(bucket, session_id, force, s)
-        finally:
-            lease.release()
+            return _combine(bucket, session_id, force, s, delivery.celery)
     except RetryLater:
         raise
-    except PermanentError as e:
-        return _fail(bucket, session_id, e.kind, e.reason, attempt, task_id, s, celery)
-    except Exception as e:  # S3 or Redis trouble: retry with backoff, then dead-letter
-        reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
-        if attempt <= s.task_max_retries:
-            raise RetryLater(backoff_s(attempt, s), {"attempt": attempt + 1}, reason) from e
-        return _fail(bucket, session_id, getattr(e, "kind", "internal"), f"{reason} (gave up after {attempt} attempts)",
-                     attempt, task_id, s, celery)
+    except Exception as e:  # bad input fails at once; S3 or Redis trouble is retried with backoff
+        failure = delivery.failure(e)
+    log.error("combine_failed session=%s error=%s reason=%s", session_id, failure.error, failure.reason)
+    delivery.dead_letter(failure)
+    return {"status": "failed", "session_id": session_id, **failure.as_dict()}
 
 
-def _combine(bucket: str, session_id: str, force: bool, s: Settings) -> dict[str, Any]:
+def _combine(bucket: str, session_id: str, force: bool, s: Settings, celery: Celery) -> dict[str, Any]:
     status = sessions.session_status(bucket, session_id, settings=s)
     base = {"session_id": session_id, "transcribed": len(status.transcribed), "failed": len(status.failed)}
     if not status.complete and not force:
@@ -84,18 +71,26 @@ def _combine(bucket: str, session_id: str, force: bool, s: Settings) -> dict[str
                  len(status.done), status.expected)
         return {**base, "status": "incomplete"}
     if status.combined and not sessions.should_combine(bucket, session_id, status=status, settings=s) and not force:
-        return {**base, "status": "exists"}
+        return {**base, "status": "exists", **_announced(bucket, status, s, celery)}
     transcript = sessions.build_session_transcript(bucket, session_id, settings=s)
     written = sessions.write_session_transcript(bucket, transcript, replace=status.combined, settings=s)
     log.info("session_combined session=%s written=%s partial=%s chunks=%d", session_id, written,
              transcript.partial, len(transcript.chunks))
     return {**base, "status": "combined" if written else "exists", "partial": transcript.partial,
-            "key": layout.session_transcript_key(session_id, "json")}
+            "key": layout.session_transcript_key(session_id, "json"), **_announced(bucket, status, s, celery)}
 
 
-def _fail(bucket: str, session_id: str, error: str, reason: str, attempts: int, task_id: str | None,
-          s: Settings, celery: Celery) -> dict[str, Any]:
-    log.error("combine_failed session=%s error=%s reason=%s", session_id, error, reason)
-    send_dead_letter(COMBINE_TASK, [session_id], {"bucket": bucket}, error=error, reason=reason, attempts=attempts,
-                     task_id=task_id, app=celery, settings=s)
-    return {"status": "failed", "session_id": session_id, "error": error, "reason": reason}
+def _announced(bucket: str, status: sessions.SessionStatus, s: Settings, celery: Celery) -> dict[str, Any]:
+    """The completion event of the stored transcript, sent here unless it was (see `transcription.events`):
+    after a combine that wrote it, and after one that found it (its writer may have died before sending).
+    The webhook, to the manifest's `webhook_url` or else `WEBHOOK_URL`, is queued as its own task
+    (`tasks/webhook.py`). A failure to send or queue raises: the combine is retried with backoff and
+    sends it then."""
+    url = (status.manifest.webhook_url if status.manifest else None) or s.webhook_url
+
+    def queue_webhook(event: events.SessionEvent) -> None:
+        celery.send_task(WEBHOOK_TASK, args=[event.model_dump(mode="json")], kwargs={"url": url},
+                         queue=s.transcribe_queue)
+
+    event = events.announce(bucket, status.session_id, on_event=queue_webhook if url else None, settings=s)
+    return {"event_id": event.event_id} if event else {}

@@ -1,4 +1,5 @@
-"""Task events and heartbeats over Redis, so Flower sees workers that consume from SQS.
+"""Task events and heartbeats over Redis, so Flower sees workers that consume from SQS (the GPU
+workers and beat's control worker: both start their worker with `worker_event_options`).
 
 SQS has no fanout, so a worker on the SQS broker cannot publish Celery's monitoring events there
 (and Flower's maintainers do not support it). With `TASK_EVENTS_REDIS` the worker's `Events`
@@ -15,6 +16,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from tasks.celery_app import is_sqs
 from transcription.settings import Settings, get_settings
 
 # kombu's Redis transport options for the events connection (the app's own options are SQS's)
@@ -30,6 +32,15 @@ def events_broker_url(settings: Settings | None = None) -> str:
     """Where task events travel, i.e. the broker Flower must read: Redis with SQS, else the broker."""
     s = settings or get_settings()
     return s.redis_url if events_over_redis(s) else s.celery_broker_url
+
+
+def worker_event_options(settings: Settings) -> dict[str, Any]:
+    """`app.Worker(...)` options for task events: over Redis (their own connection) on SQS, on the
+    broker otherwise; without heartbeats only where nothing could carry them."""
+    redis_events = events_over_redis(settings)
+    return {"consumer_cls": f"{__name__}:RedisEventsConsumer" if redis_events else None,
+            "task_events": settings.task_events_redis,
+            "without_heartbeat": is_sqs(settings) and not redis_events}
 
 
 class RedisEventsConsumer(Consumer):

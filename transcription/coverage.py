@@ -1,0 +1,207 @@
+"""Speech coverage: no span of speech may vanish from a transcript, whatever language it is in.
+
+Whisper detects one language from the first 30 s of its input and decodes everything in it: a
+recording that switches language comes back with the second language turned into the first (a
+translation or nonsense), or with nothing at all for it. `cover` compares the decode with where
+voice activity detection (Silero VAD, shipped with faster-whisper) hears speech:
+
+- a speech span of more than `MIN_SPAN_S` with no words over `MIN_SPAN_S` of it (`no words`; as
+  Whisper's segment times drift by seconds without word timestamps, there the hole must be longer
+  than `DRIFT_S`, and what comes back is kept only where it is not text the transcript already
+  has; an attempt that brings nothing new is recorded as `no words: nothing new`), or
+- speech the decode put in the transcript's language that Whisper's detection, run on that
+  stretch alone, hears as another language (`language`)
+
+is decoded again on its own, in the language detected for it, and its words replace the decode's
+there. What was recovered is returned for the transcript's options (`speech_recovered`: span,
+language, reason).
+
+Cost: the VAD runs on every input (about 1% of the engine's time on the CPU). Language detection
+runs only when the language was detected, not fixed (a fixed language keeps today's behaviour),
+and only on audio after the first 30 s (detection already heard the first 30 s): one encoder pass
+per 30 s block of speech, and per span only inside a block heard as another language. A switch
+inside the first 30 s of one input is not looked for; a session cut into chunks of 30 s or less
+detects each chunk's language itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from transcription.audio import SAMPLE_RATE
+from transcription.engines.base import Engine, EngineResult
+from transcription.guard import guarded
+from transcription.options import TranscribeOptions
+from transcription.transcript import Segment
+
+log = logging.getLogger(__name__)
+
+MIN_SPAN_S = 2.0  # speech this long with no words is decoded again
+DETECTED_S = 30.0  # Whisper's language detection hears the first 30 s of its input
+BLOCK_S = 30.0  # speech after that is checked in blocks of at most this long
+MIN_PROBABILITY = 0.5  # a block or span is another language only when detection is this sure
+PAD_S = 0.2  # a re-decoded span is widened by this much each side (VAD cuts tight)
+DRIFT_S = 6.0  # how far Whisper's segment times (without word timestamps) were seen off the speech
+REPEAT_FRACTION = 0.5  # a "recovered" segment with this much of its trigrams already said is not new
+
+
+@dataclass(frozen=True)
+class Recovered:
+    start: float
+    end: float
+    language: str | None
+    reason: str  # "no words" or "language"
+
+    def record(self) -> dict[str, object]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "language": self.language,
+                "reason": self.reason}
+
+
+def speech_spans(samples: np.ndarray, min_silence_s: float = 0.5) -> list[tuple[float, float]]:
+    """Where Silero VAD hears speech, in seconds, spans split at pauses of `min_silence_s` or more."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(min_silence_duration_ms=round(min_silence_s * 1000), speech_pad_ms=100)
+    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in get_speech_timestamps(samples, options)]
+
+
+def _uncovered(start: float, end: float, segments: list[Segment]) -> list[tuple[float, float]]:
+    """The parts of [start, end] no segment with text overlaps."""
+    holes, at = [], start
+    for seg in sorted((s for s in segments if s.text.strip()), key=lambda s: s.start):
+        if seg.end <= at or seg.start >= end:
+            continue
+        if seg.start > at:
+            holes.append((at, seg.start))
+        at = max(at, seg.end)
+    if at < end:
+        holes.append((at, end))
+    return holes
+
+
+def _blocks(spans: list[tuple[float, float]], after: float) -> list[list[tuple[float, float]]]:
+    """The spans' speech after `after` (a span across it is cut there), in blocks of at most `BLOCK_S`."""
+    blocks: list[list[tuple[float, float]]] = []
+    for start, end in spans:
+        span = (max(start, after), end)
+        if span[1] - span[0] < 0.5:
+            continue
+        if blocks and span[1] - blocks[-1][0][0] <= BLOCK_S:
+            blocks[-1].append(span)
+        else:
+            blocks.append([span])
+    return blocks
+
+
+def _replaced(seg: Segment, lo: float, hi: float, duration: float) -> bool:
+    """Half or more of the segment (its times clamped to the audio), or more than a second of it,
+    lies inside [lo, hi]: its words are the decode's of that audio (Whisper's times are rough)."""
+    start, end = min(seg.start, duration), min(max(seg.end, seg.start), duration)
+    if end - start <= 0:
+        return lo <= start <= hi
+    inside = min(end, hi) - max(start, lo)
+    return inside >= min((end - start) / 2, 1.0)
+
+
+def _trigrams(text: str) -> set[tuple[str, ...]]:
+    words = [w for w in re.sub(r"[^\w' ]+", " ", text.lower()).split() if w]
+    return set(zip(words, words[1:], words[2:], strict=False))
+
+
+def _repeats(text: str, said: set[tuple[str, ...]]) -> bool:
+    """Most of the segment's word trigrams are already in the transcript: not missing speech."""
+    own = _trigrams(text)
+    return bool(own) and len(own & said) >= REPEAT_FRACTION * len(own)
+
+
+def _merge_runs(spans: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Neighbouring spans heard as the same language joined into one stretch."""
+    out: list[tuple[float, float, str]] = []
+    for start, end, language in spans:
+        if out and out[-1][2] == language:
+            out[-1] = (out[-1][0], end, language)
+        else:
+            out.append((start, end, language))
+    return out
+
+
+class _Coverage:
+    def __init__(self, engine: Engine, samples: np.ndarray, options: TranscribeOptions, result: EngineResult,
+                 guard: bool) -> None:
+        self.engine, self.samples, self.options, self.result, self.guard = engine, samples, options, result, guard
+        self.duration = len(samples) / SAMPLE_RATE
+        self.segments = list(result.segments)
+        self.recovered: list[Recovered] = []
+
+    def _cut(self, start: float, end: float) -> np.ndarray:
+        return self.samples[max(0, round(start * SAMPLE_RATE)):round(end * SAMPLE_RATE)]
+
+    def detect(self, start: float, end: float) -> tuple[str, float]:
+        return self.engine.detect_language(self._cut(start, end), self.options.languages)
+
+    def other_languages(self, spans: list[tuple[float, float]]) -> list[tuple[float, float, str]]:
+        """Stretches of speech after the first 30 s that detection hears as another language."""
+        language = self.result.language
+        found: list[tuple[float, float, str]] = []
+        for block in _blocks(spans, DETECTED_S):
+            heard, p = self.detect(block[0][0], block[-1][1])
+            if heard == language or p < MIN_PROBABILITY:
+                continue
+            per_span = []
+            pair = [heard, language] if language else None
+            for start, end in block:  # where in the block it switches: each span, the two languages only
+                span_language = self.engine.detect_language(self._cut(start, end), pair)[0] if len(block) > 1 \
+                    else heard
+                per_span.append((start, end, span_language))
+            found += [run for run in _merge_runs(per_span) if run[2] != language]
+        return found
+
+    def redecode(self, start: float, end: float, language: str | None, reason: str) -> None:
+        """Decode [start, end] alone; its words replace the decode's there (segments whose middle is inside)."""
+        lo, hi = max(0.0, start - PAD_S), min(self.duration, end + PAD_S)
+        options = self.options.model_copy(update={"language": language, "prompt": None})
+        audio = self._cut(lo, hi)  # through the hallucination guard, as every engine call
+        part = guarded(self.engine, audio, options).result if self.guard else self.engine.transcribe(audio, options)
+        new = [s.shifted(lo).clamped(lo, hi) for s in part.segments if s.text.strip()]
+        kept = [s for s in self.segments if not _replaced(s, lo, hi, self.duration)]
+        if reason == "no words":  # Whisper's segment times drift: speech "without words" may have them elsewhere
+            said = _trigrams(" ".join(s.text for s in kept))
+            new = [s for s in new if not _repeats(s.text, said)]
+        if not new:
+            self.recovered.append(Recovered(lo, hi, part.language, f"{reason}: nothing new"))  # its cost, seen
+            return
+        self.segments = sorted(kept + new, key=lambda s: s.start)
+        self.recovered.append(Recovered(lo, hi, part.language, reason))
+
+    def run(self) -> tuple[EngineResult, list[Recovered]]:
+        spans = speech_spans(self.samples)
+        if not spans:
+            return self.result, []
+        if self.options.language is None and self.duration > DETECTED_S:
+            for start, end, language in self.other_languages(spans):
+                self.redecode(start, end, language, "language")
+        # Whisper's segment times drift by seconds without word timestamps: only a longer hole is missing speech
+        timed = all(s.words for s in self.segments if s.text.strip())
+        min_hole = MIN_SPAN_S if timed else DRIFT_S
+        for start, end in spans:
+            for hole_start, hole_end in _uncovered(start, end, self.segments):
+                if hole_end - hole_start > min_hole:
+                    heard = None if self.options.language else self.detect(hole_start, hole_end)[0]
+                    self.redecode(hole_start, hole_end, self.options.language or heard, "no words")
+        if not self.recovered:
+            return self.result, []
+        log.warning("speech_recovered spans=%s", [r.record() for r in self.recovered])
+        return EngineResult(self.segments, self.result.language, self.result.language_probability), self.recovered
+
+
+def cover(engine: Engine, samples: np.ndarray, options: TranscribeOptions, result: EngineResult, *,
+          guard: bool = True) -> tuple[EngineResult, list[Recovered]]:
+    """The decode with every speech span it missed or put in the wrong language decoded again on its
+    own (through the hallucination guard unless `guard` is off)."""
+    if options.task != "transcribe" or len(samples) < MIN_SPAN_S * SAMPLE_RATE:
+        return result, []
+    return _Coverage(engine, samples, options, result, guard).run()
