@@ -105,9 +105,15 @@ def load_engine_named(settings: Settings):
     return load
 
 
-@pytest.fixture(scope="session")
-def fw_engine(load_engine_named):
-    return load_engine_named("faster-whisper")
+@pytest.fixture(scope="module")
+def fw_engine(settings: Settings):
+    """faster-whisper, loaded afresh for each test module. Whisper's temperature fallback samples
+    (seeded by DECODE_SEED when the engine loads), so a shared engine would make one module's
+    results depend on what every module before it decoded; a module's own engine makes them
+    depend only on that module's tests."""
+    from transcription.engines import load_engine
+
+    return load_engine(settings.model_copy(update={"engine": "faster-whisper"}))
 
 
 @pytest.fixture

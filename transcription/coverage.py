@@ -54,7 +54,7 @@ class Recovered:
     start: float
     end: float
     language: str | None
-    reason: str  # "no words" or "language"
+    reason: str  # "no words", "language" or "before a language change"
 
     def record(self) -> dict[str, object]:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "language": self.language,
@@ -105,6 +105,11 @@ def _replaced(seg: Segment, lo: float, hi: float, duration: float) -> bool:
         return lo <= start <= hi
     inside = min(end, hi) - max(start, lo)
     return inside >= min((end - start) / 2, 1.0)
+
+
+def _near(seg: Segment, lo: float, hi: float) -> bool:
+    """The segment lies within Whisper's timing drift of [lo, hi]."""
+    return seg.end > lo - DRIFT_S and seg.start < hi + DRIFT_S
 
 
 def _trigrams(text: str) -> set[tuple[str, ...]]:
@@ -171,11 +176,26 @@ class _Coverage:
         if reason == "no words":  # Whisper's segment times drift: speech "without words" may have them elsewhere
             said = _trigrams(" ".join(s.text for s in kept))
             new = [s for s in new if not _repeats(s.text, said)]
+        elif new:  # the first decode's words for this speech, timed seconds early or late, are not kept twice
+            heard = _trigrams(" ".join(s.text for s in new))
+            kept = [s for s in kept if not (_near(s, lo, hi) and _repeats(s.text, heard))]
         if not new:
             self.recovered.append(Recovered(lo, hi, part.language, f"{reason}: nothing new"))  # its cost, seen
             return
         self.segments = sorted(kept + new, key=lambda s: s.start)
         self.recovered.append(Recovered(lo, hi, part.language, reason))
+
+    def redecode_before(self, switch: float, spans: list[tuple[float, float]]) -> None:
+        """The audio before a language switch decoded again on its own, from the first pause at least
+        one Whisper window (`BLOCK_S`) before it: the window that ran into the other language was
+        decoded as one piece, and when it failed Whisper's checks the temperature fallback sampled
+        it, the speech before the switch included (seen: a clean English call at WER 0.20 coming back
+        at 0.31-0.68 as the seed varied)."""
+        first = next((i for i, (start, _) in enumerate(spans) if start >= switch - BLOCK_S), None)
+        if first is None or spans[first][0] >= switch - MIN_SPAN_S:
+            return
+        pause = spans[first - 1][1] if first > 0 else 0.0  # from the pause before it (or the start)
+        self.redecode(pause + PAD_S, switch - PAD_S, self.result.language, "before a language change")
 
     def run(self) -> tuple[EngineResult, list[Recovered]]:
         spans = speech_spans(self.samples)
@@ -183,6 +203,7 @@ class _Coverage:
             return self.result, []
         if self.options.language is None and self.duration > DETECTED_S:
             for start, end, language in self.other_languages(spans):
+                self.redecode_before(start, spans)
                 self.redecode(start, end, language, "language")
         # Whisper's segment times drift by seconds without word timestamps: only a longer hole is missing speech
         timed = all(s.words for s in self.segments if s.text.strip())

@@ -22,6 +22,10 @@ _lock = threading.Lock()
 def load_engine(settings: Settings) -> Engine:
     """Build a new engine from the settings (resolving and verifying the model first)."""
     path = resolve_model(settings.model, settings.model_cache_dir)
+    if settings.decode_seed is not None:  # before the model starts its threads: each seeds its sampler once
+        import ctranslate2
+
+        ctranslate2.set_random_seed(settings.decode_seed)
     # each backend is imported only when chosen: whisperx pulls torch (seconds, gigabytes)
     if settings.engine == "faster-whisper":
         from transcription.engines.faster_whisper import FasterWhisperEngine
