@@ -12,11 +12,11 @@ import json
 import os
 import threading
 
-import boto3
 from botocore.config import Config
 
 from transcription.errors import NetworkError
 from transcription.settings import Settings
+from transcription.storage import aws_client
 
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
@@ -53,7 +53,7 @@ def _read_secret(arn: str, settings: Settings) -> str:
     region = parts[3] if len(parts) > 3 and parts[3] else settings.aws_region
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or settings.aws_endpoint_url
     try:
-        client = boto3.session.Session().client(
+        client = aws_client(
             "secretsmanager", region_name=region, endpoint_url=endpoint,
             config=Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
         value = client.get_secret_value(SecretId=arn).get("SecretString")

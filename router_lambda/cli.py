@@ -64,3 +64,4 @@ def build_lambda(output: Path, python_version: str, arch: str) -> None:
     click.echo(f"{report.path} ({report.size_bytes / 1e6:.1f} MB zipped, {report.unpacked_bytes / 1e6:.1f} MB "
                f"unpacked, {report.files} files)")
     click.echo("packages: " + ", ".join(report.distributions))
+    click.echo(f"bytecode: Python {python_version}" if report.bytecode else "bytecode: none (sources only)")

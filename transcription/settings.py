@@ -5,8 +5,8 @@ existing environment just works. Every field has a description: the docs' config
 (`docs/configuration.md`) is generated from them.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the model's ~100 annotations would be strings that
+# pydantic compiles one by one when the class is built, on every cold start (the router's, issue 17).
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -17,6 +17,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "stt-router"
+
+
+def _no_items() -> list[str]:
+    """An empty list. Not `default_factory=list`: pydantic reads a factory's signature, and a builtin's
+    is parsed from its text by `tokenize`, whose first use compiles a large regex (about 10 ms of a cold
+    start)."""
+    return []
 
 
 class Settings(BaseSettings):
@@ -89,7 +96,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(100, description=(
         "Largest upload, and largest `/transcribe-url` download, in MiB (413 above it)"))
     url_fetch_timeout_s: float = Field(30.0, description="Time cap of a `/transcribe-url` download")
-    url_fetch_allowlist: list[str] = Field(default_factory=list, description=(
+    url_fetch_allowlist: list[str] = Field(default_factory=_no_items, description=(
         "CIDRs `/transcribe-url` may fetch from although they are private (e.g. in tests)"))
     url_fetch_max_redirects: int = Field(5, description=(
         "Redirects `/transcribe-url` follows, each checked again"))
@@ -174,7 +181,7 @@ class Settings(BaseSettings):
     capacity_mode: Literal["none", "ec2", "asg"] = Field("none", description=(
         "How GPU capacity is started: `none` (logged only), `ec2` (start stopped instances), "
         "`asg` (an Auto Scaling group's desired capacity)"))
-    ec2_instance_ids: list[str] = Field(default_factory=list, description=(
+    ec2_instance_ids: list[str] = Field(default_factory=_no_items, description=(
         "Instances to start with `CAPACITY_MODE=ec2`"))
     asg_name: str | None = Field(None, description="The Auto Scaling group with `CAPACITY_MODE=asg`")
     max_gpu_workers: int = Field(4, description="Cap of the GPU workers the drain and the scaler ask for")
@@ -225,7 +232,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, description=(
         "The webhook signing secret, `whsec_` followed by base64 (required with `WEBHOOK_URL`)"))
     webhook_timeout_s: float = Field(10.0, gt=0, description="Time cap of one webhook POST")
-    webhook_allowlist: list[str] = Field(default_factory=list, description=(
+    webhook_allowlist: list[str] = Field(default_factory=_no_items, description=(
         "CIDRs the webhook may be posted to although they are private (e.g. in tests)"))
 
     # --- monitoring ------------------------------------------------------------------------

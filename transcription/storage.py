@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,10 +27,17 @@ _REFUSED = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _PERMANENT = {"AccessDenied", "InvalidBucketName", "InvalidArgument", "403", "400"}
 
 
+def aws_client(service: str, **kwargs: Any) -> Any:
+    """A botocore client, as `boto3.session.Session().client(service, ...)` makes it (the same credential,
+    region and `AWS_ENDPOINT_URL*` resolution), without importing boto3: boto3 adds s3transfer and its
+    resource layer, which nothing here uses, to every cold start (the router's, issue 17)."""
+    return botocore.session.get_session().create_client(service, **kwargs)
+
+
 @lru_cache(maxsize=8)
 def _client(region: str, endpoint: str | None, pid: int):
-    # boto3 also reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself; passing it keeps .env working
-    return boto3.session.Session().client(
+    # botocore also reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself; passing it keeps .env working
+    return aws_client(
         "s3",
         region_name=region,
         endpoint_url=endpoint,

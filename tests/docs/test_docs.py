@@ -25,7 +25,7 @@ SOURCES = [README, *PAGES]
 # Makefile's variables, CloudFormation's words, placeholders. ($NAME, a shell variable, is never checked.)
 NOT_SETTINGS = {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_EVENTS",
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT", "PYTHONPATH", "DEMO_ARGS", "CHAOS_ARGS", "EXTRAS",
-                "CAPABILITY_IAM", "SESSION_ID"}
+                "CAPABILITY_IAM", "SESSION_ID", "PYDANTIC_DISABLE_PLUGINS"}
 
 
 def _hooks():
