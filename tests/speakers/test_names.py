@@ -198,3 +198,51 @@ def test_a_clip_out_of_bounds_is_refused_with_its_reason() -> None:
         embed_clips([("Diane", b"this is not audio at all", "known_speaker_references[0] (Diane)")])
     assert len(embed_clips([("Diane", wav_bytes(call.samples[:16000 * 12]), "x")], max_s=30.0)[0].embedding) == 192
     assert data_url(call.samples[:10]).startswith("data:audio/wav;base64,")
+
+
+class Recorded:
+    """The real engine, recording the options of each call (what repair asked it for)."""
+
+    def __init__(self, engine) -> None:
+        self.inner, self.calls = engine, []
+        self.name, self.model_name = engine.name, engine.model_name
+        self.device, self.compute_type = engine.device, engine.compute_type
+
+    def transcribe(self, samples, options):
+        self.calls.append((len(samples) / 16000, options))
+        return self.inner.transcribe(samples, options)
+
+    def detect_language(self, samples, candidates=None):
+        return self.inner.detect_language(samples, candidates)
+
+
+@pytest.mark.whisperx
+def test_a_diarized_session_regrouped_by_repair_keeps_word_times_and_speakers(fw_engine) -> None:
+    """Chunks of 10 s are transcribed again as one piece when combined. A diarized chunk keeps no
+    words (unless asked), so the piece would ask for segment times only: on this call those came back
+    made up (0-1 s, 1-2 s, ... for 20 s of speech) and no speaker fitted them. It asks for word times."""
+    from transcription.audio import Audio
+    from transcription.chunk import transcribe_audio
+    from transcription.layout import parse_chunk_key
+    from transcription.repair import repair_boundaries
+    from transcription.speakers.label import label_segments
+
+    rest, _ = named_call()
+    half = int(np.ceil(len(rest.samples) / 2))
+    pieces = [rest.samples[:half], rest.samples[half:]]
+    options = TranscribeOptions(language="en", diarize=True)
+    chunks = [transcribe_audio(wav_bytes(p), options, engine=fw_engine, settings=Settings(),
+                               chunk=parse_chunk_key(f"sessions/s/chunks/{i}.wav")) for i, p in enumerate(pieces)]
+    assert all(seg.words is None for c in chunks for seg in c.segments)
+    session = combine_chunks("s", chunks, settings=Settings())
+    engine = Recorded(fw_engine)
+    settings = Settings(boundary_regroup_below_s=15.0)
+    repaired = repair_boundaries(session, lambda e: Audio(pieces[e.index], "wav"),
+                                 options.model_copy(update={"diarize": False}), engine=engine, settings=settings)
+    whole = [o for seconds, o in engine.calls if seconds > 15]
+    assert whole and all(o.word_timestamps for o in whole), engine.calls
+    if repaired.repair["regrouped"]:  # (a piece that disagrees with its chunks is not used)
+        spoken = [s for s in repaired.segments if s.text.strip()]
+        assert spoken[-1].end > 15.0, [(s.start, s.end) for s in spoken]  # times on the session's timeline
+        labelled = label_segments(repaired.segments, repaired.turns, only_missing=True)
+        assert all(s.speaker for s in labelled if s.text.strip()), labelled

@@ -3,8 +3,10 @@ a `stt-router worker` on moto's SQS transcribes and diarizes the chunks (`DIARIZ
 manifest's `speakers` asks), combines the session, reads each clip once and names the voices that
 match. A clip that is missing and a key outside the session are named in the report, and the
 session is combined all the same. Audio: pyannote's two-person call with each person's reference
-turn cut out of it, twice (41 s, two chunks of 20.7 s: above `BOUNDARY_REGROUP_BELOW_S`, so the
-chunks are repaired window by window, as in `test_session_paths.py`)."""
+turn cut out of it, in two chunks of 10.2 s: below `BOUNDARY_REGROUP_BELOW_S`, so the combine
+transcribes them again as one piece, whose words must get the session's speakers too (with segment
+times only, this recording's piece came back with made-up times and no speakers: a diarized
+session's pieces ask for word times). `test_session_paths.py` has chunks repaired window by window."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from tasks.enqueue import enqueue_chunk
-from tests.support.real_speech import concat, named_call, wav_bytes
+from tests.support.real_speech import named_call, wav_bytes
 from tests.support.services import VENV_BIN, unique, wait_for
 from tests.support.worker import producer, settings_for, start_worker, worker_env
 from transcription import layout, storage
@@ -29,8 +31,7 @@ CHUNKS = 2
 
 
 def test_a_manifest_names_its_speakers_in_every_format_and_reports_a_bad_clip(moto) -> None:
-    once, clips = named_call()
-    rest = concat([once, once], gap_s=0.5)
+    rest, clips = named_call()
     s3 = moto.client("s3")
     bucket = unique("names")
     s3.create_bucket(Bucket=bucket)
@@ -66,16 +67,20 @@ def test_a_manifest_names_its_speakers_in_every_format_and_reports_a_bad_clip(mo
         return s3.get_object(Bucket=bucket, Key=layout.session_transcript_key(session, fmt))["Body"].read().decode()
 
     t = SessionTranscript.model_validate_json(read("json"))
+    # the piece was transcribed again (and used, or rejected for disagreeing with its chunks)
+    assert [[0, 1]] in (t.repair["regrouped"], [r["chunks"] for r in t.repair["rejected"]]), json.dumps(t.repair)
     assert not t.partial and sorted(s.id for s in t.speakers) == ["Diane", "Sheila"], t.speakers
-    # each name is on its person's speech
-    for seg in t.segments:
+    # each name is on its person: the speaker named Diane talks mostly where Diane does (the turns
+    # themselves are the diarizer's, which may be off by a word at the cut between the two chunks)
+    for name in ("Diane", "Sheila"):
         overlap: dict[str, float] = {}
-        for turn in rest.turns:
-            o = min(seg.end, turn.end) - max(seg.start, turn.start)
-            if o > 0:
-                overlap[turn.speaker] = overlap.get(turn.speaker, 0) + o
-        if seg.text.strip() and overlap and max(overlap.values()) > 0.8 * (seg.end - seg.start):
-            assert seg.speaker == max(overlap, key=overlap.__getitem__), seg
+        for turn in (x for x in t.turns if x.speaker == name):
+            for truth in rest.turns:
+                o = min(turn.end, truth.end) - max(turn.start, truth.start)
+                if o > 0:
+                    overlap[truth.speaker] = overlap.get(truth.speaker, 0) + o
+        assert max(overlap, key=overlap.__getitem__) == name, (name, overlap)
+        assert overlap[name] > 2 * sum(v for k, v in overlap.items() if k != name), (name, overlap)
     names = {"Diane", "Sheila"}
     spoken = [s for s in json.loads(read("verbose_json"))["segments"] if s["text"].strip()]
     # a segment with no voice within a second of it (Whisper's words over silence) has no speaker
