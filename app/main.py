@@ -19,7 +19,7 @@ from app.fetch import parse_allowlist
 from app.limits import FORM_OVERHEAD, BodyLimitMiddleware
 from app.metrics import MetricsMiddleware
 from app.routes import health, metrics, openai, s3, sessions, transcribe
-from app.schemas import TranscriptionText, VerboseTranscription
+from app.schemas import DiarizedTranscription, TranscriptionText, VerboseTranscription
 from app.state import EngineLoader, Server
 from transcription.engines import Engine, get_engine
 from transcription.settings import Settings, get_settings
@@ -76,7 +76,8 @@ def _openapi(app: FastAPI) -> dict:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    extra: tuple[type[BaseModel], ...] = (ChunkTranscript, VerboseTranscription, TranscriptionText)
+    extra: tuple[type[BaseModel], ...] = (ChunkTranscript, VerboseTranscription, TranscriptionText,
+                                          DiarizedTranscription)
     for model in extra:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
         for name, definition in model_schema.pop("$defs", {}).items():

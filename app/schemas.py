@@ -11,7 +11,7 @@ from transcription.errors import InvalidKeyError, OptionError
 from transcription.options import TranscribeOptions
 
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt", "tsv"]
-OpenAIResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+OpenAIResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
 
 
 class OpenAIErrorBody(BaseModel):
@@ -128,3 +128,27 @@ def build_options(**fields: Any) -> TranscribeOptions:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ()))
         raise OptionError(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str = Field(description="a known speaker's name where their reference clip matches, else A, B, ...")
+
+
+class DurationUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float
+
+
+class DiarizedTranscription(BaseModel):
+    """OpenAI's `diarized_json` response (`transcription/speakers/diarized.py`)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: DurationUsage

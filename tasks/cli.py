@@ -125,6 +125,8 @@ def sessions_status(session_id: str, bucket: str | None, as_json: bool) -> None:
         click.echo(f"  manifest invalid:  {st.manifest_invalid} (upload a corrected manifest.json)")
     for problem in st.manifest_problems:
         click.echo(f"  manifest:          {problem}")
+    for problem in st.speaker_problems:
+        click.echo(f"  known speaker:     {problem}")
     click.echo(f"  chunks expected:   {expected}")
     if st.progress is not None:
         click.echo(f"  progress:          {st.progress:.0%}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -135,6 +136,28 @@ def transcribe_audio(
     if diarizer is not None:
         _diarize(transcript, audio, diarizer, options, chunk)
     return transcript
+
+
+def transcribe_named(
+    source: AudioSource,
+    options: TranscribeOptions,
+    clips: Sequence[tuple[str, bytes, str]] = (),
+    *,
+    engine: Engine | None = None,
+    settings: Settings | None = None,
+) -> ChunkTranscript:
+    """`transcribe_audio` with known speakers: each (name, reference clip, where) is embedded first (a
+    bad clip fails before any transcription), and the transcript's speakers whose voices match are
+    named (`transcription/speakers/names.py`). Names need the offline diarizer's voices (CAM++), so a
+    request with clips is diarized by it whatever `DIARIZE` says."""
+    from transcription.speakers.names import DIARIZER, embed_clips, name_chunk_speakers
+
+    s = settings or get_settings()
+    references = embed_clips(clips, settings=s)
+    if references and speakers.wanted(options, s) not in (None, DIARIZER):
+        s = s.model_copy(update={"diarize": DIARIZER})
+    transcript = transcribe_audio(source, options, engine=engine, settings=s)
+    return name_chunk_speakers(transcript, references, s)
 
 
 def _diarize(transcript: ChunkTranscript, audio: Audio, diarizer: speakers.Diarizer, options: TranscribeOptions,

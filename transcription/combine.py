@@ -13,12 +13,15 @@ so times still never run backwards).
 
 Diarized chunks carry chunk-local speakers; their voice centroids link them into session speakers
 (`transcription/speakers/link.py`), and every segment, word and turn gets its session speaker.
+With `references` (the manifest's known speakers, embedded), a session speaker whose voice matches
+one is named after it (`transcription/speakers/names.py`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from transcription.manifest import Manifest
 from transcription.settings import Settings, get_settings
@@ -32,6 +35,9 @@ from transcription.transcript import (
     SpeakerTurn,
 )
 
+if TYPE_CHECKING:
+    from transcription.speakers.names import Reference
+
 
 def gap_segment(index: int, start: float, duration: float, reason: str) -> Segment:
     return Segment(start=start, end=start + duration, text=f"[chunk {index} missing: {reason}]", gap=True)
@@ -43,8 +49,10 @@ def combine_chunks(
     manifest: Manifest | None = None,
     *,
     settings: Settings | None = None,
+    references: Sequence[Reference] = (),
 ) -> SessionTranscript:
-    """One session transcript from its chunk transcripts and failed records (any order)."""
+    """One session transcript from its chunk transcripts and failed records (any order); session
+    speakers named after the `references` their voices match."""
     by_index: dict[int, ChunkTranscript | FailedChunk] = {}
     for c in chunks:
         idx = c.chunk_index if c.chunk_index is not None else len(by_index)
@@ -94,8 +102,12 @@ def combine_chunks(
     partial = any(e.status != "transcribed" for e in entries) or (expected is not None and len(by_index) < expected)
     turns: list[SpeakerTurn] | None = None
     speakers: list[SessionSpeaker] | None = None
+    problems: list[str] = []
     if diarized:
-        segments, turns, speakers = _link(diarized, segments, owners, manifest, settings or get_settings())
+        segments, turns, speakers, problems = _link(diarized, segments, owners, manifest, references,
+                                                    settings or get_settings())
+    elif references:
+        problems.append("no chunk of this session has speakers (the manifest's diarize is false?): no names given")
     return SessionTranscript(
         session_id=session_id,
         title=manifest.title if manifest else None,
@@ -108,20 +120,35 @@ def combine_chunks(
         model=transcripts[0].model if transcripts else None,
         turns=turns,
         speakers=speakers,
+        speaker_problems=problems or None,
     )
 
 
 def _link(diarized: list[tuple[int, float, ChunkTranscript]], segments: list[Segment], owners: list[int | None],
-          manifest: Manifest | None, s: Settings) -> tuple[list[Segment], list[SpeakerTurn], list[SessionSpeaker]]:
-    """Session speakers for the chunk-local ones; segments, words and turns relabelled with them."""
+          manifest: Manifest | None, references: Sequence[Reference],
+          s: Settings) -> tuple[list[Segment], list[SpeakerTurn], list[SessionSpeaker], list[str]]:
+    """Session speakers for the chunk-local ones (named where a reference matches); segments, words
+    and turns relabelled with them; and why references could not be used, if so."""
     # imported here: linking uses numpy, and the router imports this module (through sessions)
-    from transcription.speakers.link import link_speakers
+    from transcription.speakers.link import link_speakers, session_centroids
 
     mapping, speakers = link_speakers(
         diarized, threshold=s.speaker_link_threshold, min_speaker_s=s.speaker_min_s,
         min_speakers=manifest.min_speakers if manifest else None,
         max_speakers=manifest.max_speakers if manifest else None,
     )
+    problems: list[str] = []
+    if references:
+        from transcription.speakers.names import DIARIZER, name_speakers
+
+        centroids = session_centroids(diarized, mapping, DIARIZER)
+        if not centroids:
+            others = sorted({c.diarizer or "unknown" for _, _, c in diarized})
+            problems.append(f"speakers are named only among the offline diarizer's voices (DIARIZE=local or off); "
+                            f"this session's chunks were diarized by {', '.join(others)}: no names given")
+        else:
+            relabel, speakers = name_speakers(speakers, centroids, references, s.speaker_name_threshold)
+            mapping = {k: relabel.get(v, v) for k, v in mapping.items()}
 
     def name(idx: int | None, local: str | None) -> str | None:
         return None if idx is None or local is None else mapping.get((idx, local), local)
@@ -139,5 +166,5 @@ def _link(diarized: list[tuple[int, float, ChunkTranscript]], segments: list[Seg
             if stop > start:
                 turns.append(SpeakerTurn(start=start, end=stop, speaker=mapping.get((idx, t.speaker), t.speaker)))
     turns.sort(key=lambda t: (t.start, t.end))
-    return out, turns, speakers
+    return out, turns, speakers, problems
 

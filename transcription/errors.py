@@ -108,3 +108,10 @@ class StreamHeaderPending(RetryableError):
     stream's header, is not uploaded yet: it waits, and is transcribed once that chunk is there."""
 
     kind = "waiting_for_header"
+
+
+class SpeakerReferenceError(PermanentError):
+    """A known speaker's name or reference clip that cannot be used (not a data URL, not audio, too
+    long, too short, too many): HTTP 400 on OpenAI's route; named in a session's report, never fatal."""
+
+    kind = "bad_reference"

@@ -111,6 +111,18 @@ def _check_key(key: str) -> None:
         raise InvalidKeyError("key contains a '.' or '..' path segment")
 
 
+def check_session_file_key(session_id: str, key: str) -> str:
+    """A key of a recorder's own file inside its session's prefix (`sessions/<id>/...`, not a chunk
+    and not the manifest), e.g. a speaker's reference clip; `InvalidKeyError` with the reason."""
+    _check_key(key)
+    prefix = f"sessions/{validate_session_id(session_id)}/"
+    if not key.startswith(prefix) or len(key) == len(prefix) or key.endswith("/"):
+        raise InvalidKeyError(f"not a file inside this session's prefix {prefix}: {key[:200]!r}")
+    if key == manifest_key(session_id) or key.startswith(chunks_prefix(session_id)):
+        raise InvalidKeyError(f"the manifest or an audio chunk, not a file of its own: {key[:200]!r}")
+    return key
+
+
 def parse_chunk_key(key: str) -> ChunkKey:
     """Parse an audio chunk key, or raise InvalidKeyError with the reason."""
     _check_key(key)

@@ -36,8 +36,10 @@ words there:
   which drops a prompted hallucination and transcribes again without it.
 
 Word timestamps in the chunk transcripts are *not* required (a piece asks for them only when the
-chunks have them). This is a deliberate choice: with `ENGINE=whisperx` asking for word timestamps leaves the batched
-pipeline for the sequential one, which would slow every chunk on the GPU fleet by about 40% to
+chunks have them, or when the session has speakers: a diarized chunk was transcribed with them,
+and a piece's words get their speakers from the session's turns by time). This is a deliberate
+choice: with `ENGINE=whisperx` asking for word timestamps leaves the batched pipeline for the
+sequential one, which would slow every chunk on the GPU fleet by about 40% to
 help a few seconds around each cut. Where a chunk transcript has words their times are used; where
 it has only segments, the segment's time is spread over its words by their length. The splice is
 anchored on text, so these approximate times only need to be good enough to tell repeated words
@@ -204,8 +206,11 @@ class _Repair:
         # manifest's) for all, else each piece and window in its own chunks' language
         self.fixed_language = options.language if options else None
         self.options = (options or TranscribeOptions()).model_copy(update={"word_timestamps": True})
-        # pieces ask for word timestamps only where the chunks had them (no invented word times)
-        self.with_words = all(seg.words is not None for seg in session.segments if not seg.gap)
+        # pieces ask for word timestamps only where the chunks had them (no invented word times), or
+        # where the session has speakers: the chunks were transcribed with word times for them (the
+        # diarizer asks), and a piece's words are given speakers by the session's turns at their times
+        self.with_words = session.turns is not None or all(
+            seg.words is not None for seg in session.segments if not seg.gap)
         self.segments: list[Segment] = list(session.segments)  # grows by the segments of regrouped pieces
         self.tokens: list[Token] = tokens_from_segments(self.segments, session.language)
         self.touched: set[int] = set()

@@ -87,6 +87,9 @@ class SessionReport(BaseModel):
     manifest: bool = Field(description="a manifest.json exists")
     manifest_invalid: str | None = None
     manifest_problems: list[str] = Field(default_factory=list)
+    speaker_problems: list[str] = Field(default_factory=list, description=(
+        "known speakers (the manifest's `speakers`) whose reference clip could not be used, with the reason "
+        "(found when the session is combined; the session is combined without their names)"))
     first_upload_at: datetime | None = None
     last_upload_at: datetime | None = None
     combined_at: datetime | None = Field(None, description="when the session transcript was written")
@@ -150,6 +153,7 @@ def session_report(bucket: str, session_id: str, *, combining: bool = False, chu
         manifest=status.manifest is not None,
         manifest_invalid=status.manifest.invalid if status.manifest else None,
         manifest_problems=list(status.manifest.problems) if status.manifest else [],
+        speaker_problems=list(stored.speaker_problems or []) if stored else [],
         first_upload_at=times[0] if times else None,
         last_upload_at=times[-1] if times else None,
         combined_at=stored.created_at if stored else None,

@@ -19,6 +19,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from transcription import layout, storage
 from transcription.combine import combine_chunks
@@ -28,6 +29,9 @@ from transcription.manifest import Manifest, load_manifest
 from transcription.options import TranscribeOptions
 from transcription.settings import Settings, get_settings
 from transcription.transcript import ChunkTranscript, FailedChunk, SessionTranscript
+
+if TYPE_CHECKING:
+    from transcription.speakers.names import Reference
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +272,16 @@ def build_session_transcript(bucket: str, session_id: str, *,
         record = read_failed_record(bucket, session_id, i, settings=s)
         if record is not None:
             parts.append(record)
-    transcript = combine_chunks(session_id, parts, status.manifest)
+    references: list[Reference] = []
+    problems: list[str] = []
+    if status.manifest and status.manifest.speakers:  # known speakers: each clip read once, here
+        # imported here: embedding a clip needs torch and numpy, and the router imports this module
+        from transcription.speakers.names import session_references
+
+        references, problems = session_references(bucket, session_id, status.manifest.speakers, settings=s)
+    transcript = combine_chunks(session_id, parts, status.manifest, settings=s, references=references)
+    if problems:  # a clip that cannot be used is named, never a reason to fail the session
+        transcript.speaker_problems = problems + (transcript.speaker_problems or [])
     for entry in transcript.chunks:  # which versions it was made from (issue 14, hole 9)
         if entry.status == "transcribed" and entry.index in read:
             chunk, etag = read[entry.index]

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
         "Cosine distance below which two voices within a chunk are one speaker (offline diarizer)"))
     speaker_link_threshold: float = Field(0.45, gt=0, lt=2, description=(
         "Cosine distance below which chunk-local speakers are linked into one session speaker"))
+    speaker_name_threshold: float = Field(0.28, gt=0, lt=2, description=(
+        "Cosine distance below which a known speaker's reference clip names a diarized speaker (OpenAI's "
+        "`known_speaker_references[]`, a manifest's `speakers`); tuned by `python -m bench.speaker_names`"))
     diarize_threads: int = Field(1, ge=1, description=(
         "torch threads of the offline diarizer on the CPU (1 measured fastest per CPU second on a busy machine)"))
     speaker_min_s: float = Field(1.0, ge=0, description=(

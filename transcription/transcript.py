@@ -82,6 +82,7 @@ class SessionSpeaker(BaseModel):
     id: str  # SPEAKER_1..N, or a name
     duration: float
     members: list[str] = Field(default_factory=list)  # "<chunk index>:<local id>"
+    name_distance: float | None = None  # named by a reference clip: its cosine distance to this voice
 
 
 class Transcript(BaseModel):
@@ -180,3 +181,5 @@ class SessionTranscript(Transcript):
     model: str | None = None
     repair: dict[str, object] | None = None  # boundary repair record, when it ran
     speakers: list[SessionSpeaker] | None = None  # session speakers, when the chunks were diarized
+    # known speakers (a manifest's `speakers`) that could not be used, each with the reason
+    speaker_problems: list[str] | None = None

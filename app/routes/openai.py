@@ -9,15 +9,20 @@ from fastapi.responses import JSONResponse, Response
 
 from app.respond import AUDIO_ERRORS, AUDIO_FILE, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
 from app.schemas import OpenAIResponseFormat, build_options
-from transcription.chunk import transcribe_audio
+from transcription.chunk import transcribe_named
+from transcription.errors import SpeakerReferenceError
+from transcription.speakers.diarized import diarized_json
+from transcription.speakers.names import request_clips
 
 router = APIRouter(tags=["openai"])
 
 
 @router.post("/v1/audio/transcriptions", response_class=Response, responses={
-    200: {"description": "json: {text}; verbose_json: segments (and words); text, srt, vtt as text", "content": {
+    200: {"description": "json: {text}; verbose_json: segments (and words); diarized_json: segments with speakers; "
+                         "text, srt, vtt as text", "content": {
         "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/TranscriptionText"},
-                                                  {"$ref": "#/components/schemas/VerboseTranscription"}]}},
+                                                  {"$ref": "#/components/schemas/VerboseTranscription"},
+                                                  {"$ref": "#/components/schemas/DiarizedTranscription"}]}},
         **TEXT_CONTENT,
     }},
     **AUDIO_ERRORS,
@@ -33,15 +38,28 @@ async def transcriptions(
     temperature: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
     timestamp_granularities: Annotated[list[Literal["segment", "word"]] | None,
                                        Form(alias="timestamp_granularities[]")] = None,
+    known_speaker_names: Annotated[list[str] | None, Form(alias="known_speaker_names[]", description=(
+        "names of known speakers (up to 4; diarized_json only), one per reference clip"))] = None,
+    known_speaker_references: Annotated[list[str] | None, Form(alias="known_speaker_references[]", description=(
+        "a clip of each known speaker talking alone, 2 to 10 s, as a data URL (data:audio/wav;base64,...)"))]
+    = None,
 ) -> Response:
-    """Transcribe an uploaded file, answering as OpenAI's API does."""
+    """Transcribe an uploaded file, answering as OpenAI's API does. `diarized_json` gives speakers (the
+    offline diarizer whatever `DIARIZE` says), named where a known speaker's reference clip matches."""
     server = server_of(request)
+    diarized = response_format == "diarized_json"
+    if (known_speaker_names or known_speaker_references) and not diarized:
+        raise SpeakerReferenceError("known_speaker_names[] and known_speaker_references[] need "
+                                    "response_format=diarized_json")
+    clips = request_clips(known_speaker_names, known_speaker_references)  # a bad one is a 400 before any work
     words = "word" in (timestamp_granularities or [])
     options = build_options(language=language or None, prompt=prompt or None, temperature=temperature,
-                            word_timestamps=words)
-    t = await server.infer(lambda eng: transcribe_audio(upload_bytes(server, file), options, engine=eng,
+                            word_timestamps=words, diarize=True if diarized else None)
+    t = await server.infer(lambda eng: transcribe_named(upload_bytes(server, file), options, clips, engine=eng,
                                                         settings=server.settings))
     counted(server, t, "/v1/audio/transcriptions")
+    if diarized:
+        return JSONResponse(diarized_json(t))
     if response_format == "json":
         return JSONResponse({"text": t.text})
     return transcript_response(t, response_format)

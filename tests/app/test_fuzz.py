@@ -4,7 +4,8 @@ rejected, missing or ignored auth refused, undeclared methods answered 405), 0 f
 
 The tuning is in `schemathesis.toml` next to this file: a schema cannot say whether bytes are
 audio, so schema-valid requests to the transcribe routes may rightly end in 404, 413, 415 or 422
-(and /transcribe-s3 in 403 for a bucket or prefix outside the configured ones); a schema-valid
+(and /transcribe-s3 in 403 for a bucket or prefix outside the configured ones, OpenAI's route in
+400 for a known speaker's reference that cannot be used); a schema-valid
 session id may name no session (404) or break the key layout's '..' rule (422), and a session's
 transcript does not exist before it is combined (409);
 and a JSON body over the server's size limit is refused with 413 before it is parsed.

@@ -261,3 +261,32 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
         w.setframerate(rate)
         w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return buf.getvalue()
+
+
+# --- known speakers ---------------------------------------------------------------------------------
+
+# one turn of each person talking alone in `sample.wav`: Diane's longest solo stretch before Sheila
+# cuts in, and Sheila's longest turn (the pieces `bench.speaker_names` calls x1.0 clips)
+REFERENCE_TURNS = {"Diane": (11.03, 14.49), "Sheila": (21.78, 27.85)}
+
+
+def without(rec: Recording, start_s: float, end_s: float) -> Recording:
+    """The recording with [start_s, end_s) cut out (what follows moves up)."""
+    return concat([rec.cut(0, start_s), rec.cut(end_s, rec.duration)], name=f"{rec.name}-[{start_s:g}:{end_s:g}]")
+
+
+def named_call() -> tuple[Recording, dict[str, Recording]]:
+    """(the call with each person's reference turn cut out, each person's reference clip): the clips
+    are never part of the audio they name (20.5 s left: Diane about 8 s, Sheila about 5 s)."""
+    call = replace(load_sample(), utterances=())
+    rest = call
+    for a, b in sorted(REFERENCE_TURNS.values(), reverse=True):  # the later cut first: times still hold
+        rest = without(rest, a, b)
+    return rest, {name: call.cut(a, b) for name, (a, b) in REFERENCE_TURNS.items()}
+
+
+def data_url(samples: np.ndarray) -> str:
+    """A WAV data URL, as OpenAI's `known_speaker_references[]` takes a clip."""
+    import base64
+
+    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(samples)).decode()

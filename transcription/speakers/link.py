@@ -84,3 +84,22 @@ def link_speakers(
         for c in order
     ]
     return mapping, speakers
+
+
+def session_centroids(chunks: Sequence[tuple[int, float, ChunkTranscript]], mapping: dict[tuple[int, str], str],
+                      diarizer: str) -> dict[str, list[float]]:
+    """Each session speaker's voice centroid from `diarizer`'s chunk-local speakers linked into it: the
+    duration-weighted sum of their unit-length centroids, scaled to length 1 (what naming compares)."""
+    from transcription.speakers.cluster import unit
+
+    sums: dict[str, np.ndarray] = {}
+    for index, _, t in chunks:
+        if (t.diarizer or "") != diarizer:
+            continue
+        for sp in t.speakers or []:
+            label = mapping.get((index, sp.id))
+            if label is None or not sp.embedding:
+                continue
+            v = unit(np.array([sp.embedding], dtype=np.float64))[0] * max(sp.duration, 1e-3)
+            sums[label] = sums[label] + v if label in sums and len(sums[label]) == len(v) else v
+    return {k: [float(x) for x in unit(v[None])[0]] for k, v in sums.items()}

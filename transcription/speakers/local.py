@@ -3,7 +3,7 @@
 1. Segmentation: 10 s windows every 5 s; the model gives each frame (about 17 ms) the activity of up
    to 3 window-local speakers, overlap included.
 2. Embeddings: each window-local speaker talking at least `MIN_EMBED_S` gets a CAM++ embedding of the
-   audio where it talks alone (where it always overlaps, of all its audio): 80-bin fbank, mean-normalised.
+   audio where it talks alone (where it always overlaps, of all its audio): `embedding.py`.
 3. Clustering: the embeddings are clustered (`cluster.py`, cosine distance `DIARIZE_THRESHOLD`, the
    speakers of one window never joined, clusters shorter than `SPEAKER_MIN_S` folded into the nearest).
 4. Turns: a speaker is active on a frame where its clusters' activity, averaged over the windows that
@@ -21,7 +21,8 @@ import numpy as np
 from transcription.errors import ModelError
 from transcription.settings import Settings
 from transcription.speakers.cluster import agglomerate, fold_short, unit
-from transcription.speakers.files import CAMPPLUS, SEGMENTATION, weight_path
+from transcription.speakers.embedding import get_embedder
+from transcription.speakers.files import SEGMENTATION, weight_path
 from transcription.speakers.result import Diarization
 from transcription.transcript import LocalSpeaker, SpeakerTurn
 
@@ -41,8 +42,6 @@ class LocalDiarizer:
         from pyannote.audio import Model
         from pyannote.audio.utils.powerset import Powerset
 
-        from transcription.speakers.campplus import CAMPPlus
-
         self.settings = settings
         self.device = torch.device("cuda" if settings.resolved_device() == "cuda" and torch.cuda.is_available()
                                    else "cpu")
@@ -56,9 +55,7 @@ class LocalDiarizer:
         self.segmentation = seg.eval().to(self.device)
         spec: Any = self.segmentation.specifications
         self.powerset = Powerset(len(spec.classes), spec.powerset_max_classes) if spec.powerset else None
-        emb = CAMPPlus()
-        emb.load_state_dict(torch.load(weight_path(CAMPPLUS), map_location="cpu", weights_only=True), strict=True)
-        self.embedding = emb.eval().to(self.device)
+        self.embedder = get_embedder(settings)  # the one voice embedding (CAM++), shared with speaker naming
         self._lock = threading.Lock()
 
     def diarize(self, samples: np.ndarray, *, min_speakers: int | None = None,
@@ -83,19 +80,6 @@ class LocalDiarizer:
             if self.powerset is not None:
                 out = self.powerset.to_multilabel(out)
         return out.cpu().numpy() > 0.5
-
-    def _embed(self, pieces: list[np.ndarray]) -> np.ndarray:
-        import torch
-        import torchaudio.compliance.kaldi as kaldi
-
-        out = []
-        with torch.inference_mode():
-            for p in pieces:  # one at a time: lengths differ, and padding would change the statistics
-                wave = torch.from_numpy(p).unsqueeze(0)
-                feats = kaldi.fbank(wave, num_mel_bins=80, sample_frequency=SR, dither=0.0)
-                feats = feats - feats.mean(0, keepdim=True)
-                out.append(self.embedding(feats.unsqueeze(0).to(self.device))[0].cpu().numpy())
-        return np.array(out)
 
     def _diarize(self, samples: np.ndarray, min_speakers: int | None, max_speakers: int | None) -> Diarization:
         total = len(samples)
@@ -130,7 +114,7 @@ class LocalDiarizer:
                 weights.append(float(mask.sum() * frame_s))
         if not items:
             return Diarization()
-        embeddings = unit(self._embed(pieces))
+        embeddings = unit(self.embedder.embed(pieces))
         groups = [w for w, _ in items]
         labels = agglomerate(embeddings, self.settings.diarize_threshold, weights=weights, groups=groups,
                              min_clusters=min_speakers, max_clusters=max_speakers)
