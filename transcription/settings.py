@@ -131,10 +131,10 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(0, description=(
         "CPU threads of the engine (0: CTranslate2's default for faster-whisper, 4 for whisperx)"))
     beam_size: int = Field(5, description="Beam search width")
-    decode_seed: int | None = Field(0, description=(
-        "Seed of the sampling that Whisper's temperature fallback does when a greedy or beam decode fails "
-        "its checks: a process decodes the same inputs in the same order to the same text, so a result can "
-        "be reproduced (None: a random seed per process)"))
+    decode_seed: int = Field(0, ge=-1, description=(
+        "Seed of the sampling that Whisper's temperature fallback does when a beam decode fails its "
+        "checks: a process decodes the same inputs in the same order to the same text (-1: a random "
+        "seed per process)"))
     model_cache_dir: Path = Field(default_factory=_default_cache_dir, description=(
         "Where the bundled model is assembled and hub models are cached"))
     align_model: str | None = Field(None, description=(

@@ -81,3 +81,24 @@ def test_pyannote_diarization_without_its_model_names_the_model(load_engine_name
         transcribe_audio(speech_files[0], TranscribeOptions(diarize=True, language="en"),
                          engine=load_engine_named(engine), settings=settings.model_copy(update={"diarize": "pyannote"}))
     reset_diarizer()
+
+
+def test_decode_seed_makes_the_temperature_fallback_reproducible(settings) -> None:
+    """The sample call followed by German: the window that runs into the German fails Whisper's
+    checks, so its temperature fallback samples. Two engines loaded with the same DECODE_SEED write
+    the same text, and other seeds show that the text did come from sampling (without them, equal
+    texts would prove nothing)."""
+    import numpy as np
+
+    from tests.support.languages import GERMAN, bilingual
+    from transcription.engines import load_engine
+
+    samples = bilingual(sentences=GERMAN[:2]).samples.astype(np.float32)
+
+    def text(seed: int) -> str:
+        engine = load_engine(settings.model_copy(update={"engine": "faster-whisper", "decode_seed": seed}))
+        return " ".join(s.text for s in engine.transcribe(samples, TranscribeOptions()).segments)
+
+    first = text(0)
+    assert text(0) == first
+    assert any(text(seed) != first for seed in (1, 2, 12)), first

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.speakers import faster
-from tests.support.real_speech import data_url, load_sample, named_call, wav_bytes
+from tests.support.real_speech import data_url, load_sample, named_call, person_at, wav_bytes
 from transcription.combine import combine_chunks
 from transcription.errors import SpeakerReferenceError
 from transcription.formats import render
@@ -145,13 +145,6 @@ def session_of(diarizer, rec, chunk_s: float) -> list[ChunkTranscript]:
     return out
 
 
-def person_at(rec, start: float, end: float) -> str | None:
-    overlap: dict[str, float] = {}
-    for t in rec.turns:
-        o = min(end, t.end) - max(start, t.start)
-        if o > 0:
-            overlap[t.speaker] = overlap.get(t.speaker, 0.0) + o
-    return max(overlap, key=overlap.__getitem__) if overlap else None
 
 
 @pytest.mark.whisperx

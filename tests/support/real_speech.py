@@ -290,3 +290,16 @@ def data_url(samples: np.ndarray) -> str:
     import base64
 
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(samples)).decode()
+
+
+def person_at(rec: Recording, start: float, end: float, min_share: float = 0.0) -> str | None:
+    """Who of the recording's reference turns speaks most over [start, end] (None when no one, or
+    when that person covers no more than `min_share` of it)."""
+    overlap: dict[str, float] = {}
+    for t in rec.turns:
+        o = min(end, t.end) - max(start, t.start)
+        if o > 0:
+            overlap[t.speaker] = overlap.get(t.speaker, 0.0) + o
+    if not overlap or max(overlap.values()) <= min_share * (end - start):
+        return None
+    return max(overlap, key=overlap.__getitem__)

@@ -22,7 +22,7 @@ _lock = threading.Lock()
 def load_engine(settings: Settings) -> Engine:
     """Build a new engine from the settings (resolving and verifying the model first)."""
     path = resolve_model(settings.model, settings.model_cache_dir)
-    if settings.decode_seed is not None:  # before the model starts its threads: each seeds its sampler once
+    if settings.decode_seed >= 0:  # before the model starts its threads: each seeds its sampler once
         import ctranslate2
 
         ctranslate2.set_random_seed(settings.decode_seed)
