@@ -20,14 +20,21 @@ REPEAT_MIN_WORDS = 4  # an added run this long whose word pairs mostly occur in 
 # Well, there is not much difference. So we'll come." (seen from a real worker) reshuffles earlier words
 WORDS_SHARED = 0.75
 NGRAM = 2  # word pairs: a repeat Whisper shortens ("don't hear that new jersey now") still shares most
+EDGE_WORDS = 2  # words a piece may add before its chunks' first word or after their last (a split word)
 
 
 def _ngrams(words: Sequence[str]) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + NGRAM]) for i in range(len(words) - NGRAM + 1)}
 
 
-def disagreement(chunk_words: Sequence[str], new_words: Sequence[str]) -> str | None:
-    """Why `new_words` (normalised) may not replace `chunk_words` (normalised), or None when it may."""
+def disagreement(chunk_words: Sequence[str], new_words: Sequence[str], *, same_edges: bool = False) -> str | None:
+    """Why `new_words` (normalised) may not replace `chunk_words` (normalised), or None when it may.
+
+    `same_edges`: the new words are of exactly the chunks' audio (a regrouped piece starts where its
+    first chunk starts and ends where its last ends), so no cut lies at either edge, and more than
+    `EDGE_WORDS` added before the chunks' first word or after their last are not what a cut lost:
+    Whisper's tail over the end of its input ("... new jersey now. So we'll come back there.", an
+    earlier sentence heard again, seen from a real server) is the usual such addition."""
     ops = SequenceMatcher(None, list(chunk_words), list(new_words), autojunk=False).get_opcodes()
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
@@ -40,6 +47,10 @@ def disagreement(chunk_words: Sequence[str], new_words: Sequence[str]) -> str | 
             words = sum(w in set(rest) for w in added) / len(added)
             if pairs >= 0.6 or words >= WORDS_SHARED:
                 return f"adds {len(added)} words repeating its own text ({' '.join(added[:12])!r})"
+        at_edge = (i1 == 0 and j1 == 0) or (i2 == len(chunk_words) and j2 == len(new_words))
+        if same_edges and at_edge and len(added) - (i2 - i1) > EDGE_WORDS:
+            where = "before the chunks' first word" if j1 == 0 else "after the chunks' last word"
+            return f"adds {len(added) - (i2 - i1)} words {where} ({' '.join(added[:12])!r})"
         if tag == "delete" and i2 - i1 > MAX_EDIT_WORDS:
             return f"leaves out {i2 - i1} of the chunks' words ({' '.join(chunk_words[i1:i1 + 12])!r})"
         if tag == "replace" and min(i2 - i1, j2 - j1) > MAX_EDIT_WORDS:

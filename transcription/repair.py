@@ -240,7 +240,8 @@ class _Repair:
             return
         self.record.extra_audio_s += len(samples) / SAMPLE_RATE
         reason = disagreement(_words(self.tokens, start, end),
-                              [w for seg in result.segments for w in map(normalize_word, seg.text.split()) if w])
+                              [w for seg in result.segments for w in map(normalize_word, seg.text.split()) if w],
+                              same_edges=True)
         if reason is not None:  # the chunks' words stay; their boundaries get windows
             log.warning("regroup_rejected chunks=%s-%s reason=%s", first.index, last.index, reason)
             self.record.rejected.append({"chunks": [first.index, last.index], "reason": reason})

@@ -116,6 +116,22 @@ def test_agreement_allows_what_cuts_explain_and_nothing_more(chunks: str, new: s
     assert (reason is None) if verdict is None else (reason is not None and verdict in reason), reason
 
 
+@pytest.mark.parametrize(("chunks", "new", "verdict"), [
+    # a regrouped piece's tail over the end of its audio: the last sentence heard again, reworded
+    ("so what can i say i don't hear that new jersey now", "so what comes next i don't hear that new jersey now "
+     "so we'll come back there", "after the chunks' last word"),
+    ("hello hello oh hello", "thank you all hello hello oh hello", "before the chunks' first word"),
+    ("hello hello oh hello i didn't know", "hello hello oh hello i didn't know you", None),  # a split word
+    ("i heard a beep this is", "i heard of deep this is", None),  # a word inside: the piece may differ
+    ("well there's not much", "well there's not much difference at least", "after the chunks' last word"),
+])
+def test_a_regrouped_piece_adds_no_words_at_its_edges(chunks: str, new: str, verdict: str | None) -> None:
+    """A piece has its chunks' edges: what it adds beyond their first or last word no cut explains
+    (the same words added inside a piece are what a cut lost, test above)."""
+    reason = disagreement(chunks.split(), new.split(), same_edges=True)
+    assert (reason is None) if verdict is None else (reason is not None and verdict in reason), reason
+
+
 def test_a_regrouped_piece_that_repeats_a_sentence_is_rejected_for_its_span(fw_engine, settings, padded) -> None:
     """Chunks of 10 s and a 1 s final chunk (each right on its own): regrouped without the guard, the
     31 s piece says its last sentence twice; the chunks' words stay and the record says why."""
