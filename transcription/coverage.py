@@ -185,16 +185,18 @@ class _Coverage:
         self.segments = sorted(kept + new, key=lambda s: s.start)
         self.recovered.append(Recovered(lo, hi, part.language, reason))
 
-    def redecode_before(self, switch: float, spans: list[tuple[float, float]]) -> None:
+    def redecode_before(self, switch: float, spans: list[tuple[float, float]], since: float) -> None:
         """The audio before a language switch decoded again on its own, from the first pause at least
-        one Whisper window (`BLOCK_S`) before it: the window that ran into the other language was
-        decoded as one piece, and when it failed Whisper's checks the temperature fallback sampled
-        it, the speech before the switch included (seen: a clean English call at WER 0.20 coming back
-        at 0.31-0.68 as the seed varied)."""
-        first = next((i for i, (start, _) in enumerate(spans) if start >= switch - BLOCK_S), None)
+        one Whisper window (`BLOCK_S`) before it, never before `since` (the end of a stretch already
+        decoded in its own language): the window that ran into the other language was decoded as one
+        piece, and when it failed Whisper's checks the temperature fallback sampled it, the speech
+        before the switch included (seen: a clean English call at WER 0.20 coming back at 0.21-0.68
+        as the seed varied)."""
+        floor = max(switch - BLOCK_S, since)
+        first = next((i for i, (start, _) in enumerate(spans) if start >= floor), None)
         if first is None or spans[first][0] >= switch - MIN_SPAN_S:
             return
-        pause = spans[first - 1][1] if first > 0 else 0.0  # from the pause before it (or the start)
+        pause = max(spans[first - 1][1] if first > 0 else 0.0, since)  # from the pause before it (or the start)
         self.redecode(pause + PAD_S, switch - PAD_S, self.result.language, "before a language change")
 
     def run(self) -> tuple[EngineResult, list[Recovered]]:
@@ -202,9 +204,11 @@ class _Coverage:
         if not spans:
             return self.result, []
         if self.options.language is None and self.duration > DETECTED_S:
+            since = 0.0
             for start, end, language in self.other_languages(spans):
-                self.redecode_before(start, spans)
+                self.redecode_before(start, spans, since)
                 self.redecode(start, end, language, "language")
+                since = end
         # Whisper's segment times drift by seconds without word timestamps: only a longer hole is missing speech
         timed = all(s.words for s in self.segments if s.text.strip())
         min_hole = MIN_SPAN_S if timed else DRIFT_S
