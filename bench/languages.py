@@ -3,9 +3,10 @@
 Audio: pyannote's real `sample.wav` (English, 30 s, with its human transcript `sample.stm`), then
 espeak-ng German of known text (about 20 s; no German recording with a reference ships with what
 is installed, so the German figures say how much German survives, not how well Whisper hears
-German). Single-language audio: the sample followed by espeak-ng English of known text (about
-50 s of English; the sample twice would be real speech repeated, which the hallucination guard
-rightly takes for repeated text).
+German). Two switches inside Whisper's first 30 s window: `en-de-en` (the call cut at 12 s, two
+German sentences between) and `de-en` (German first, then the call). Single-language audio:
+the sample followed by espeak-ng English of known text (about 50 s of English; the sample twice
+would be real speech repeated, which the hallucination guard rightly takes for repeated text).
 
 For each case:
 - whole file: `transcribe_audio` with the guard (`SPEECH_COVERAGE`) off and on;
@@ -13,7 +14,7 @@ For each case:
   language), combined and repaired as `combine_session` does (regrouping, windows).
 
 WER per language: the reference of each language against the words of the segments whose middle
-lies in that language's part of the timeline (by time, so a German stretch written in English
+lies nearest that language's reference speech (by time, so a German stretch written in English
 counts as German errors). Engine time: wall and CPU seconds of the transcription with the guard
 on minus off (CPU seconds are steadier on a shared machine).
 
@@ -34,12 +35,15 @@ from bench.common import RESULTS, print_table, write_result
 CUTS = (10.0, 30.0)
 
 
-def _split_text(segments, switch: float) -> dict[str, str]:
+def _by_language(segments, rec) -> dict[str, str]:
+    """The segments' text per language of the reference at each segment's middle."""
+    from tests.support.languages import language_at
+
     parts: dict[str, list[str]] = {"en": [], "de": []}
     for s in segments:
         if s.gap or not s.text.strip():
             continue
-        parts["en" if (s.start + s.end) / 2 < switch else "de"].append(s.text)
+        parts[language_at(rec, (s.start + s.end) / 2)].append(s.text)
     return {k: " ".join(v) for k, v in parts.items()}
 
 
@@ -54,7 +58,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "languages.json")
     args = parser.parse_args()
 
-    from tests.support.languages import bilingual, english_speech, text_in
+    from tests.support.languages import bilingual, english_speech, switching, text_in
     from tests.support.real_speech import concat, load_sample, wer
     from tests.support.speech import SENTENCES
     from transcription.audio import SAMPLE_RATE, Audio
@@ -73,7 +77,6 @@ def main() -> None:
     bi = bilingual()
     switch = next(u.start for u in sorted(bi.utterances, key=lambda u: u.start) if u.speaker == "espeak-de") - 0.25
     english = concat([load_sample(), english_speech(SENTENCES[:4])], gap_s=0.5, name="sample+espeak-en")
-    refs = {"en": text_in(bi, "en"), "de": text_in(bi, "de")}
     rows: list[list[object]] = []
     results: list[dict[str, object]] = []
 
@@ -83,13 +86,15 @@ def main() -> None:
         return {"transcript": t, "wall_s": wall, "cpu_s": cpu, "guard": guard}
 
     # whole files, guard off and on
-    for rec, name in ((bi, "bilingual"), (english, "english")):
+    cases = ((bi, "bilingual"), (switching("en-de-en"), "en-de-en"), (switching("de-en"), "de-en"),
+             (english, "english"))
+    for rec, name in cases:
         runs = {g: whole(rec, s, g) for g, s in (("off", off), ("on", on))}
         for g, r in runs.items():
             t = r["transcript"]
-            if name == "bilingual":
-                hyp = _split_text(t.segments, switch)
-                w = {k: round(wer(refs[k], hyp[k]), 3) for k in refs}
+            if name != "english":
+                hyp = _by_language(t.segments, rec)
+                w = {k: round(wer(text_in(rec, k), hyp[k]), 3) for k in ("en", "de")}
             else:
                 w = {"en": round(wer(rec.reference_text, t.text), 3)}
             fired = t.options.get("speech_recovered", [])
@@ -119,8 +124,8 @@ def main() -> None:
 
         (naive, repaired), wall, cpu = _timed(session)
         for label, t in (("chunks", naive), ("session", repaired)):
-            hyp = _split_text(t.segments, switch)
-            w = {k: round(wer(refs[k], hyp[k]), 3) for k in refs}
+            hyp = _by_language(t.segments, bi)
+            w = {k: round(wer(text_in(bi, k), hyp[k]), 3) for k in ("en", "de")}
             rows.append(["bilingual", f"{cut:g} s {label}", "on", w["en"], w["de"], round(wall, 1), round(cpu, 1),
                          ""])
             results.append({"case": "bilingual", "mode": f"session {cut:g} s", "transcript": label, "wer": w,
@@ -132,6 +137,7 @@ def main() -> None:
     extra = [[r["case"], r["extra_wall_s"], r["extra_cpu_s"], r["extra_cpu_fraction"]]
              for r in results if r["mode"] == "guard extra"]
     print_table("The guard's extra engine time", ["case", "wall s", "cpu s", "cpu fraction"], extra)
+    refs = {k: text_in(bi, k) for k in ("en", "de")}
     write_result(args.out.stem, {"switch_s": round(switch, 2), "references": refs,
                                  "cases": [{k: v for k, v in r.items()} for r in results],
                                  "samples": int(np.size(bi.samples))})

@@ -154,15 +154,6 @@ def test_speech_in_another_language_after_the_first_30_s_is_decoded_again_in_its
     assert wer(text_in(rec, "en"), english_text) <= 0.4, english_text
 
 
-def _switching(case: str):
-    from tests.support.languages import german
-    from tests.support.real_speech import concat, load_sample
-
-    call, de = load_sample(), german(GERMAN[1:3])
-    if case == "en-de-en":  # two switches inside Whisper's first 30 s window
-        return concat([call.cut(0, 12), de, call.cut(12, 30)], gap_s=0.5, name=case)
-    return concat([de, call], gap_s=0.5, name=case)  # German first: detection is split between the two
-
 
 @pytest.mark.parametrize("case", ["en-de-en", "de-en"])
 def test_a_switch_inside_the_first_30_s_is_found_when_detection_was_unsure(fw_engine, case) -> None:
@@ -171,10 +162,10 @@ def test_a_switch_inside_the_first_30_s_is_found_when_detection_was_unsure(fw_en
     window is checked in blocks, the stretch in the other language grows span by span to where it
     switches back, and is decoded on its own. Before this, the German came back as English (WER 1.0)
     and the English around it at 0.41."""
-    from tests.support.languages import text_in
+    from tests.support.languages import switching, text_in
     from tests.support.real_speech import wer
 
-    rec = _switching(case)
+    rec = switching(case)
     t = transcribe_audio(Audio(rec.samples, "wav"), TranscribeOptions(), engine=fw_engine)
     recovered = t.options.get("speech_recovered", [])
     assert any(r["reason"] == "language" and r["start"] < 25 for r in recovered), recovered

@@ -53,6 +53,24 @@ def bilingual(gap_s: float = 0.5, sentences: list[str] | None = None) -> Recordi
     return concat([load_sample(), german(sentences)], gap_s=gap_s, name="sample+german")
 
 
+def switching(case: str) -> Recording:
+    """A switch inside Whisper's first 30 s window: `en-de-en` (the call cut at 12 s with two
+    German sentences between, two switches in one window) or `de-en` (German first, then the call)."""
+    call, de = load_sample(), german(GERMAN[1:3])
+    if case == "en-de-en":
+        return concat([call.cut(0, 12), de, call.cut(12, 30)], gap_s=0.5, name=case)
+    if case == "de-en":
+        return concat([de, call], gap_s=0.5, name=case)
+    raise ValueError(f"unknown case {case!r}")
+
+
+def language_at(rec: Recording, t: float) -> str:
+    """The language of the reference utterance nearest to time `t` (to score words by time)."""
+    nearest = min(rec.utterances, key=lambda u: 0.0 if u.start <= t <= u.end else min(abs(t - u.start),
+                                                                                       abs(t - u.end)))
+    return "de" if nearest.speaker == "espeak-de" else "en"
+
+
 def text_in(rec: Recording, language: str) -> str:
     """The reference words of one language of a recording built with `concat`."""
     return " ".join(u.text for u in sorted(rec.utterances, key=lambda u: u.start)
