@@ -136,6 +136,35 @@ def _repeats(text: str, said: set[tuple[str, ...]]) -> bool:
     return bool(own) and len(own & said) >= REPEAT_FRACTION * len(own)
 
 
+def _said_by(seg: Segment, kept: list[Segment]) -> Segment | None:
+    """The kept segment within the timing drift that shares the most word trigrams with `seg`."""
+    own = _trigrams(seg.text)
+    best = max((k for k in kept if _near(k, seg.start, seg.end)), key=lambda k: len(_trigrams(k.text) & own),
+               default=None)
+    return best if best is not None and _trigrams(best.text) & own else None
+
+
+def _not_said(new: list[Segment], kept: list[Segment]) -> list[Segment]:
+    """The re-decoded segments that are not speech the transcript already has.
+
+    A segment repeating the transcript's text is not new. And where some do, they say how far the
+    first decode's times drifted here (the median offset to the segments they repeat): moved by that,
+    a segment landing on words the transcript has is the same speech heard differently (seen: "so
+    what kind of thing" for the first decode's "so we'll come back there", both "so what can I
+    say", with the line after it timed 4 s early), so it is not new either.
+    """
+    said = _trigrams(" ".join(s.text for s in kept))
+    offsets = [m.start - s.start for s in new if _repeats(s.text, said) and (m := _said_by(s, kept)) is not None]
+    fresh = [s for s in new if not _repeats(s.text, said)]
+    if not offsets:
+        return fresh
+    shift = float(np.median(offsets))
+    texts = [k for k in kept if k.text.strip()]
+    return [s for s in fresh
+            if not any(_replaced(s.model_copy(update={"start": s.start + shift, "end": s.end + shift}),
+                                 k.start, k.end, float("inf")) for k in texts)]
+
+
 def _merge_runs(spans: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """Neighbouring spans heard as the same language joined into one stretch."""
     out: list[tuple[float, float, str]] = []
@@ -225,8 +254,7 @@ class _Coverage:
         new = [s.shifted(lo).clamped(lo, hi) for s in part.segments if s.text.strip()]
         kept = [s for s in self.segments if not _replaced(s, lo, hi, self.duration)]
         if reason == "no words":  # Whisper's segment times drift: speech "without words" may have them elsewhere
-            said = _trigrams(" ".join(s.text for s in kept))
-            new = [s for s in new if not _repeats(s.text, said)]
+            new = _not_said(new, kept)
         elif new:  # the first decode's words for this speech, timed seconds early or late, are not kept twice
             heard = _trigrams(" ".join(s.text for s in new))
             kept = [s for s in kept if not (_near(s, lo, hi) and _repeats(s.text, heard))]

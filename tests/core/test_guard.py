@@ -60,6 +60,21 @@ def test_the_repeated_tail_is_gone_and_recorded(fw_engine, settings, padded) -> 
     assert wer(padded.reference_text, on.text) < wer(padded.reference_text, off.text)
 
 
+def test_the_coverage_guard_adds_no_second_rendering_of_drifted_speech(fw_engine, settings, padded) -> None:
+    """The guard drops the repeated tail (22-24.5 s), which leaves 8 s of speech without words for the
+    coverage guard. Decoded again, that stretch brings the call's last line (timed 4 s early in the
+    first decode) and a second rendering of "so what can I say" ("so what kind of thing" beside the
+    first decode's "so we'll come back there"). Re-anchored on the repeated line, it is the same
+    speech: the transcript with coverage on scores no worse than with it off (it scored 0.198
+    against 0.136 before)."""
+    without = settings.model_copy(update={"speech_coverage": False})
+    off = transcribe_audio(Audio(padded.samples, "wav"), EN, engine=fw_engine, settings=without)
+    on = transcribe_audio(Audio(padded.samples, "wav"), EN, engine=fw_engine, settings=settings)
+    assert on.options.get("speech_recovered"), "the coverage guard no longer looks at this stretch"
+    assert wer(padded.reference_text, on.text) <= wer(padded.reference_text, off.text), on.text
+    assert tails(on.text) == 1, on.text
+
+
 def test_the_guard_costs_one_engine_call_where_nothing_fires(fw_engine, settings) -> None:
     clean = load_sample().cut(6.0, 21.9)  # the call's first 15 s of speech: nothing repeated, no tail
     counting = Counting(fw_engine)
