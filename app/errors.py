@@ -1,6 +1,7 @@
 """The error tree mapped to HTTP: bad input is a 4xx with the reason, never a 500.
 
-    a known speaker's name or clip (SpeakerReferenceError) 400 · UnsupportedMediaError 415
+    a known speaker's name or clip (SpeakerReferenceError), a bad chunking_strategy (RequestParameterError) 400
+    UnsupportedMediaError 415
     AudioError, InvalidKeyError, OptionError, URL refused 422 · too large 413
     AccessRefused 403 · NotFoundError 404
     engine loading, busy, engine failed to load, RetryableError 503 (the router retries 5xx)
@@ -30,6 +31,7 @@ from transcription.errors import (
     NotFoundError,
     OptionError,
     PermanentError,
+    RequestParameterError,
     RetryableError,
     SpeakerReferenceError,
     TooLarge,
@@ -57,7 +59,7 @@ _STATUS_KINDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
 
 
 def status_for(exc: TranscriptionError) -> int:
-    if isinstance(exc, SpeakerReferenceError):  # a known speaker's name or clip (OpenAI answers 400)
+    if isinstance(exc, SpeakerReferenceError | RequestParameterError):  # OpenAI answers these with a 400
         return 400
     if isinstance(exc, UnsupportedMediaError):
         return 415

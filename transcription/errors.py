@@ -85,6 +85,13 @@ class OptionError(PermanentError):
     kind = "bad_option"
 
 
+class RequestParameterError(OptionError):
+    """A request parameter in a shape the API does not take (OpenAI's `chunking_strategy` that is neither
+    "auto" nor a server_vad object): HTTP 400 with the reason, as OpenAI answers."""
+
+    kind = "bad_parameter"
+
+
 class TooLarge(PermanentError):
     """An upload, download or request body over its limit."""
 

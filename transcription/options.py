@@ -45,6 +45,18 @@ def _language_choice(v: object) -> str | list[str] | None:
 LanguageChoice = Annotated[str | list[str] | None, BeforeValidator(_language_choice)]
 
 
+class VadOptions(BaseModel):
+    """Voice activity detection before decoding (faster-whisper's Silero VAD, its `VadOptions` names and
+    defaults): only the stretches it hears speech in are decoded. OpenAI's `chunking_strategy`
+    `server_vad` maps onto it (`app/chunking.py`); without it the decode runs as it always has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="speech probability above which a frame is speech")
+    min_silence_duration_ms: int = Field(2000, ge=0, le=60000, description="silence this long ends a speech stretch")
+    speech_pad_ms: int = Field(400, ge=0, le=60000, description="audio kept on each side of a speech stretch")
+
+
 class TranscribeOptions(BaseModel):
     """What a caller may ask of one transcription. Defaults are the engine's defaults."""
 
@@ -63,6 +75,8 @@ class TranscribeOptions(BaseModel):
         "speaker labels (None: the deployment's DIARIZE; true with DIARIZE=off uses the offline diarizer)"))
     min_speakers: int | None = Field(None, ge=1, le=100, description="at least this many speakers (diarization)")
     max_speakers: int | None = Field(None, ge=1, le=100, description="at most this many speakers (diarization)")
+    vad: VadOptions | None = Field(None, description=(
+        "decode only where voice activity detection hears speech (None: the engine's usual decode)"))
 
     @model_validator(mode="before")
     @classmethod

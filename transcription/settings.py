@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     speaker_min_s: float = Field(1.0, ge=0, description=(
         "A voice heard for less than this in a chunk (offline diarizer) or a session (linking) joins the "
         "nearest speaker instead of counting as one"))
+    speaker_anchor_s: float = Field(3.0, ge=0, description=(
+        "A session speaker needs one chunk-local voice heard this long: a speaker made only of shorter voices "
+        "(noisy embeddings) is linked voice by voice to the nearest anchored speaker within "
+        "`SPEAKER_LINK_THRESHOLD`, even one its chunk already has; on the tuning call a 3 s piece of one "
+        "person lands within 0.12 of that person's voice, a 2 s piece 0.25 (0: off)"))
 
     # --- audio limits ----------------------------------------------------------------------
     max_audio_s: float = Field(1800.0, gt=0, description=(

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from app.chunking import bracketed, vad_options
 from app.respond import AUDIO_ERRORS, AUDIO_FILE, TEXT_CONTENT, counted, server_of, transcript_response, upload_bytes
 from app.schemas import OpenAIResponseFormat, build_options
 from transcription.chunk import transcribe_named
@@ -43,6 +44,10 @@ async def transcriptions(
     known_speaker_references: Annotated[list[str] | None, Form(alias="known_speaker_references[]", description=(
         "a clip of each known speaker talking alone, 2 to 10 s, as a data URL (data:audio/wav;base64,...)"))]
     = None,
+    chunking_strategy: Annotated[str | None, Form(max_length=500, description=(
+        '"auto" (the usual decode) or a server_vad object as JSON, {"type": "server_vad", "prefix_padding_ms", '
+        '"silence_duration_ms", "threshold"}: decode only where voice activity detection hears speech. The '
+        "`openai` client sends the object as chunking_strategy[type], chunking_strategy[threshold], ..."))] = None,
 ) -> Response:
     """Transcribe an uploaded file, answering as OpenAI's API does. `diarized_json` gives speakers (the
     offline diarizer whatever `DIARIZE` says), named where a known speaker's reference clip matches."""
@@ -52,9 +57,10 @@ async def transcriptions(
         raise SpeakerReferenceError("known_speaker_names[] and known_speaker_references[] need "
                                     "response_format=diarized_json")
     clips = request_clips(known_speaker_names, known_speaker_references)  # a bad one is a 400 before any work
+    vad = vad_options(chunking_strategy, bracketed((await request.form()).multi_items()))  # likewise
     words = "word" in (timestamp_granularities or [])
     options = build_options(language=language or None, prompt=prompt or None, temperature=temperature,
-                            word_timestamps=words, diarize=True if diarized else None)
+                            word_timestamps=words, diarize=True if diarized else None, vad=vad)
     t = await server.infer(lambda eng: transcribe_named(upload_bytes(server, file), options, clips, engine=eng,
                                                         settings=server.settings))
     counted(server, t, "/v1/audio/transcriptions")

@@ -7,7 +7,7 @@ import pytest
 from tests.support.speech import speak, word_error_rate
 from transcription.chunk import transcribe_audio
 from transcription.errors import ModelError, OptionError
-from transcription.options import TranscribeOptions
+from transcription.options import TranscribeOptions, VadOptions
 
 ENGINES = ["faster-whisper", pytest.param("whisperx", marks=pytest.mark.whisperx)]
 
@@ -41,6 +41,20 @@ def test_word_timestamps_on_request(name, load_engine_named, sentences, speech_f
     starts = [w.start for w in words]
     assert starts == sorted(starts)
     assert all(w.start <= w.end <= t.duration + 0.5 for w in words)
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_vad_options_reach_the_decode(name, load_engine_named, sentences, speech_files) -> None:
+    """With the VAD the words are still there; a VAD threshold no frame reaches (1.0) decodes nothing,
+    so the options arrive (on whisperx through its unbatched path)."""
+    engine = load_engine_named(name)
+    t = transcribe_audio(speech_files[1], TranscribeOptions(language="en", vad=VadOptions(speech_pad_ms=200)),
+                         engine=engine)
+    assert word_error_rate(sentences[1], t.text) < 0.25, t.text
+    assert t.options == {"language": "en", "vad": {"speech_pad_ms": 200}}
+    deaf = transcribe_audio(speech_files[1], TranscribeOptions(language="en", vad=VadOptions(threshold=1.0)),
+                            engine=engine)
+    assert deaf.text == "" and deaf.segments == []
 
 
 def test_prompt_and_language_reach_the_engine(fw_engine, speech_files) -> None:

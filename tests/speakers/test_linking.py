@@ -13,7 +13,7 @@ from transcription.manifest import parse_manifest
 from transcription.options import TranscribeOptions
 from transcription.settings import Settings
 from transcription.speakers import wanted
-from transcription.speakers.cluster import agglomerate
+from transcription.speakers.cluster import agglomerate, attach_unanchored
 from transcription.speakers.label import label_segments
 from transcription.transcript import ChunkTranscript, LocalSpeaker, Segment, SpeakerTurn, Word
 
@@ -47,6 +47,31 @@ def test_two_voices_of_one_group_are_never_joined() -> None:
     assert agglomerate(apart, 0.5) == [0, 1, 2]
     assert len(set(agglomerate(apart, 0.5, max_clusters=2))) == 2
     assert agglomerate(np.array([voice("diane"), voice("diane")]), 0.5, min_clusters=2) == [0, 1]
+
+
+def test_a_speaker_made_only_of_short_voices_is_linked_voice_by_voice() -> None:
+    """Short voices (under the anchor duration) join the nearest anchored speaker within the threshold,
+    even one their own group already has; one far from every anchored speaker stays its own; with no
+    anchored speaker at all nothing moves."""
+    base = {name: np.array(voice(name, 0.0)) for name in VOICES}
+    near_diane = base["diane"] * 0.8 + base["omar"] * 0.35  # about 0.1-0.3 from Diane, not Diane
+    vectors = np.array([base["diane"], base["sheila"], near_diane, near_diane, base["omar"]])
+    weights = [10.0, 10.0, 1.8, 2.2, 2.0]
+    labels = [0, 1, 2, 2, 3]  # the two short copies of one sentence clustered together; Omar alone
+    d = 1 - float(near_diane @ base["diane"]) / float(np.linalg.norm(near_diane))
+    assert 0.05 < d < 0.45
+    assert attach_unanchored(vectors, weights, labels, 3.0, 0.45) == [0, 1, 0, 0, 3]
+    assert attach_unanchored(vectors, weights, labels, 3.0, d / 2) == labels
+    assert attach_unanchored(vectors, [2.0] * 5, labels, 3.0, 0.45) == labels
+    # through the linking: chunk 1's short voice joins Diane although chunk 1's other voice is Diane
+    short = chunk(1, ["diane", "sheila"])
+    short.speakers[1] = short.speakers[1].model_copy(update={"duration": 1.9, "embedding": list(
+        near_diane / np.linalg.norm(near_diane))})
+    chunks = [chunk(0, ["diane", "sheila"]), short]
+    assert len(combine_chunks("s", chunks, settings=Settings(speaker_anchor_s=0)).speakers) == 3
+    linked = combine_chunks("s", chunks, settings=Settings())
+    assert len(linked.speakers) == 2 and linked.speakers[0].members == ["0:SPEAKER_00", "1:SPEAKER_00",
+                                                                          "1:SPEAKER_01"]
 
 
 def test_session_speakers_follow_the_voice_not_the_chunk_label() -> None:

@@ -35,6 +35,7 @@ class FasterWhisperEngine:
         kwargs: dict[str, object] = {}
         if options.temperature is not None:
             kwargs["temperature"] = options.temperature
+        kwargs.update(vad_arguments(options))
         language, probability = options.language, None
         if language is None and options.languages:
             language, probability = detect_among(self.model, samples, options.languages)
@@ -58,6 +59,13 @@ class FasterWhisperEngine:
 
     def detect_language(self, samples: np.ndarray, candidates: list[str] | None = None) -> tuple[str, float]:
         return detect_among(self.model, samples, candidates)
+
+
+def vad_arguments(options: TranscribeOptions) -> dict[str, object]:
+    """faster-whisper's `transcribe` arguments for the options' VAD (none: its default, no VAD)."""
+    if options.vad is None:
+        return {}
+    return {"vad_filter": True, "vad_parameters": options.vad.model_dump()}
 
 
 def detect_among(model, samples: np.ndarray, candidates: list[str] | None) -> tuple[str, float]:

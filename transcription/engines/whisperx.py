@@ -14,8 +14,8 @@ import threading
 import numpy as np
 
 from transcription.engines.base import EngineResult, is_out_of_memory
-from transcription.engines.faster_whisper import _segment, detect_among
-from transcription.errors import EngineOutOfMemory, ModelError
+from transcription.engines.faster_whisper import _segment, detect_among, vad_arguments
+from transcription.errors import EngineOutOfMemory, ModelError, OptionError
 from transcription.options import TranscribeOptions
 from transcription.settings import Settings
 from transcription.transcript import Segment, Word
@@ -63,8 +63,12 @@ class WhisperXEngine:
         if language is None:
             # whisperx caches the first detected language on the pipeline; detect per call instead
             language = self.pipeline.detect_language(samples)
-        if options.word_timestamps and not options.align:
-            return self._transcribe_with_word_times(samples, options, language)
+        if options.vad is not None and options.align:
+            raise OptionError("voice activity detection options (chunking_strategy server_vad) and alignment "
+                              "cannot be combined with ENGINE=whisperx")
+        if (options.word_timestamps and not options.align) or options.vad is not None:
+            # unbatched, on the same model: word times from cross-attention, the asked VAD (Silero)
+            return self._transcribe_unbatched(samples, options, language)
         base = self.pipeline.options
         update: dict[str, object] = {"initial_prompt": options.prompt}
         if options.temperature is not None:
@@ -82,22 +86,23 @@ class WhisperXEngine:
         return EngineResult([_from_dict(s, options.word_timestamps or options.align, language) for s in segments],
                             language)
 
-    def _transcribe_with_word_times(
+    def _transcribe_unbatched(
         self, samples: np.ndarray, options: TranscribeOptions, language: str
     ) -> EngineResult:
         kwargs: dict[str, object] = {}
         if options.temperature is not None:
             kwargs["temperature"] = options.temperature
+        kwargs.update(vad_arguments(options))
         segments, info = self.pipeline.model.transcribe(
             samples,
             language=language,
             task=options.task,
             initial_prompt=options.prompt,
-            word_timestamps=True,
+            word_timestamps=options.word_timestamps,
             beam_size=self.settings.beam_size,
             **kwargs,
         )
-        out = [_segment(s, True, info.language) for s in segments]
+        out = [_segment(s, options.word_timestamps, info.language) for s in segments]
         return EngineResult(out, info.language, info.language_probability)
 
     def _aligned(self, segments: list[dict], samples: np.ndarray, language: str) -> list[dict]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transcription.speakers.cluster import agglomerate, fold_short
+from transcription.speakers.cluster import agglomerate, attach_unanchored, fold_short
 from transcription.transcript import ChunkTranscript, SessionSpeaker
 
 
@@ -37,6 +37,7 @@ def link_speakers(
     *,
     threshold: float,
     min_speaker_s: float = 1.0,
+    anchor_s: float = 0.0,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
 ) -> tuple[dict[tuple[int, str], str], list[SessionSpeaker]]:
@@ -66,6 +67,10 @@ def link_speakers(
         groups = [items[i].chunk for i in members]
         labels = agglomerate(vectors, threshold, weights=weights, groups=groups,
                              min_clusters=min_speakers, max_clusters=max_speakers)
+        if anchor_s > 0:
+            attached = attach_unanchored(vectors, weights, labels, anchor_s, threshold)
+            if min_speakers is None or len(set(attached)) >= min_speakers:
+                labels = attached
         labels = fold_short(vectors, weights, groups, labels, min_speaker_s, min_speakers)
         for i, label in zip(members, labels, strict=True):
             cluster_of[i] = (kind, label)
