@@ -164,8 +164,10 @@ def engine_in_child(name: str, args: argparse.Namespace) -> dict[str, object]:
     engines' thread pools), whichever engine went first."""
     with tempfile.TemporaryDirectory() as tmp:
         part = Path(tmp) / "part.json"
-        subprocess.run([sys.executable, __file__, "--engines", name, "--chunks", str(args.chunks), "--block",
-                        str(args.block), "--part", str(part)], check=True)
+        # as a module from the project's root: run as a file, its own folder would be the import root
+        subprocess.run([sys.executable, "-m", "bench.system", "--engines", name, "--chunks", str(args.chunks),
+                        "--block", str(args.block), "--part", str(part)],
+                       check=True, cwd=Path(__file__).resolve().parents[1])
         return json.loads(part.read_text())
 
 
