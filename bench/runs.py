@@ -7,9 +7,12 @@ concatenated `--copies` times (2 min by default), cut every 5, 10 and 30 s regar
 recorder does. For each cut length, side by side, interleaved (raw, queued, raw again: a change in
 the shared machine's load hits both sides alike):
 
-- `whole_engine_s`: the raw engine on the whole file in this process (mean of the two passes);
-- `chunked_engine_s`: the raw engine on every chunk alone (what the queued path cost before runs,
-  before boundary repair re-transcribed the cuts on top);
+- `whole_engine_s`: the whole file transcribed in this process as the worker transcribes a run
+  (`transcribe_audio` with the worker's settings, the guards included; mean of the two passes), so
+  the ratio compares the same work (the raw engine alone does less: the guards decode again where
+  they fire);
+- `chunked_engine_s`: every chunk transcribed alone the same way (what the queued path cost before
+  runs, before boundary repair re-transcribed the cuts on top);
 - the queued backlog, two ways, through a real `stt-router worker` on moto's SQS and S3 (the chunks
   uploaded first, the server down): `router` (one `transcribe_chunk` message per chunk, as the
   router queues them: the first takes the backlog as a run, the others find their transcripts and
@@ -51,6 +54,8 @@ def main() -> None:
     from tests.support.services import MotoServer, unique
     from tests.support.worker import producer, settings_for, start_worker, worker_env
     from transcription import layout, sessions
+    from transcription.audio import Audio
+    from transcription.chunk import transcribe_audio
     from transcription.combine import combine_chunks
     from transcription.options import TranscribeOptions
     from transcription.transcript import ChunkTranscript
@@ -75,9 +80,11 @@ def main() -> None:
     app = producer(env)
 
     def raw(samples: np.ndarray) -> tuple[float, str]:
+        """The shipped transcription of one piece in this process (`transcribe_audio`, with the worker's
+        settings: the hallucination and speech-coverage guards included, as in the worker's run)."""
         t0 = time.perf_counter()
-        result = engine.transcribe(samples, options)
-        return time.perf_counter() - t0, " ".join(s.text for s in result.segments)
+        result = transcribe_audio(Audio(samples, "wav"), options, engine=engine, settings=settings)
+        return time.perf_counter() - t0, result.text
 
     def upload(sid: str, pieces: list[np.ndarray]) -> list[str]:
         keys = []
