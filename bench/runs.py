@@ -4,7 +4,7 @@
 
 Real speech: pyannote's sample call (30 s, two people on the phone, with its human transcript)
 concatenated `--copies` times (2 min by default), cut every 5, 10 and 30 s regardless of words, as a
-recorder does. For each cut length, side by side, interleaved (raw, queued, raw again: a change in
+recorder does. For each cut length, side by side, interleaved (whole, queued, whole again: a change in
 the shared machine's load hits both sides alike):
 
 - `whole_engine_s`: the whole file transcribed in this process as the worker transcribes a run
@@ -79,7 +79,7 @@ def main() -> None:
     s3.create_bucket(Bucket=bucket)
     app = producer(env)
 
-    def raw(samples: np.ndarray) -> tuple[float, str]:
+    def transcribed(samples: np.ndarray) -> tuple[float, str]:
         """The shipped transcription of one piece in this process (`transcribe_audio`, with the worker's
         settings: the hallucination and speech-coverage guards included, as in the worker's run)."""
         t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def main() -> None:
         wait_for(lambda: storage.exists(bucket, layout.session_transcript_key(sid, "json"), settings=settings), 900,
                  what=f"session {sid}")
 
-    raw(rec.samples[:16000 * 5])  # warm-up
+    transcribed(rec.samples[:16000 * 5])  # warm-up
     worker = start_worker(env, "bench-runs-worker")
     out: dict[str, dict[str, object]] = {}
     try:
@@ -118,7 +118,7 @@ def main() -> None:
         for cut in cuts:
             n = int(-(-rec.duration // cut))
             pieces = [rec.samples[round(i * cut * 16000):round((i + 1) * cut * 16000)] for i in range(n)]
-            whole_a, whole_text = raw(rec.samples)
+            whole_a, whole_text = transcribed(rec.samples)
             # the router's way: one message per chunk, in order
             sid_r = unique(f"router-{cut:g}")
             keys = upload(sid_r, pieces)
@@ -136,10 +136,10 @@ def main() -> None:
             app.AsyncResult(chord).get(timeout=900)  # the chord's combine: after the run task returned
             drain_wall = time.time() - t0
             drain_engine = worker_engine_s(sid_d, n)
-            whole_b, _ = raw(rec.samples)
+            whole_b, _ = transcribed(rec.samples)
             whole = (whole_a + whole_b) / 2
-            # before runs: each chunk alone through the raw engine
-            chunk_times, texts = zip(*(raw(p) for p in pieces), strict=True)
+            # before runs: each chunk transcribed alone
+            chunk_times, texts = zip(*(transcribed(p) for p in pieces), strict=True)
             wait_combined(sid_r)
             session = sessions.stored_session_transcript(bucket, sid_r, settings=settings)
             naive = combine_chunks("naive", [ChunkTranscript(
@@ -173,8 +173,8 @@ def main() -> None:
                      router["throughput_ratio"], drain["engine_ratio"], drain["throughput_ratio"], r["whole_wer"],
                      r["naive_wer"], r["session_wer"]])
     print_table(f"a session backlog in runs: {rec.duration:.0f} s of real speech, engine {engine.name}",
-                ["cut_s", "chunks", "whole_s", "chunked/whole", "router: engine/whole", "router: raw/wall",
-                 "drain: engine/whole", "drain: raw/wall", "whole_wer", "naive_wer", "session_wer"], rows)
+                ["cut_s", "chunks", "whole_s", "chunked/whole", "router: engine/whole", "router: whole/wall",
+                 "drain: engine/whole", "drain: whole/wall", "whole_wer", "naive_wer", "session_wer"], rows)
     write_result("runs", {"audio_s": round(rec.duration, 1), "recording": f"pyannote sample.wav x{args.copies}",
                           "engine": f"{engine.name} {engine.model_name}", "run_max_s": settings.run_max_s,
                           "cuts": out, "worker": "stt-router worker, prefork, concurrency 1, SQS and S3 on moto"})

@@ -154,8 +154,10 @@ def _not_said(new: list[Segment], kept: list[Segment]) -> list[Segment]:
     say", with the line after it timed 4 s early), so it is not new either.
     """
     said = _trigrams(" ".join(s.text for s in kept))
-    offsets = [m.start - s.start for s in new if _repeats(s.text, said) and (m := _said_by(s, kept)) is not None]
-    fresh = [s for s in new if not _repeats(s.text, said)]
+    repeated = [_repeats(s.text, said) for s in new]
+    offsets = [m.start - s.start for s, r in zip(new, repeated, strict=True)
+               if r and (m := _said_by(s, kept)) is not None]
+    fresh = [s for s, r in zip(new, repeated, strict=True) if not r]
     if not offsets:
         return fresh
     shift = float(np.median(offsets))
@@ -187,8 +189,9 @@ class _Coverage:
     def _cut(self, start: float, end: float) -> np.ndarray:
         return self.samples[max(0, round(start * SAMPLE_RATE)):round(end * SAMPLE_RATE)]
 
-    def detect(self, start: float, end: float) -> tuple[str, float]:
-        return self.engine.detect_language(self._cut(start, end), self.options.languages)
+    def detect(self, start: float, end: float, among: list[str] | None = None) -> tuple[str, float]:
+        """The language of [start, end] and its probability, among `among` (default: the caller's languages)."""
+        return self.engine.detect_language(self._cut(start, end), among or self.options.languages)
 
     def other_languages(self, spans: list[tuple[float, float]]) -> list[tuple[float, float, str]]:
         """Stretches of speech that detection hears as another language than the transcript's: after
@@ -204,26 +207,27 @@ class _Coverage:
         for block in blocks:
             block_language, p = self.detect(block[0][0], block[-1][1])
             if p < MIN_PROBABILITY and len(block) > 1:  # heard as no language: it may straddle a switch
-                heard += [self._on_its_own(start, end, language) for start, end in block]
+                heard += [self._on_its_own(start, end, language or block_language) for start, end in block]
                 continue
             if block_language == language or p < MIN_PROBABILITY:
                 heard += [(start, end, language or block_language, False) for start, end in block]
                 continue
             pair = [block_language, language] if language else None
             for start, end in block:  # where in the block it switches: each span, the two languages only
-                own = self.engine.detect_language(self._cut(start, end), pair)[0] if len(block) > 1 else block_language
+                own = self.detect(start, end, pair)[0] if len(block) > 1 else block_language
                 heard.append((start, end, own, len(block) > 1))
         if language is not None:
             self._widen(heard, language)
         return [run for run in _merge_runs([(a, b, lang) for a, b, lang, _ in heard]) if run[2] != language]
 
-    def _on_its_own(self, start: float, end: float, language: str | None) -> tuple[float, float, str, bool]:
-        """A span's language heard on its own, or the transcript's when it is too short or detection unsure."""
+    def _on_its_own(self, start: float, end: float, fallback: str) -> tuple[float, float, str, bool]:
+        """A span's language heard on its own, or `fallback` (the transcript's) when it is too short or
+        detection unsure."""
         if end - start >= MIN_HEARD_S:
             own, p = self.detect(start, end)
             if p >= MIN_PROBABILITY:
                 return start, end, own, True
-        return start, end, language or "", False
+        return start, end, fallback, False
 
     def _widen(self, heard: list[tuple[float, float, str, bool]], language: str) -> None:
         """A stretch of another language grows over the neighbouring spans that only their block's
@@ -239,7 +243,7 @@ class _Coverage:
                     start, end, _, _ = heard[j]
                     if end - start < MIN_HEARD_S:  # too short to tell a language by
                         break
-                    own = self.engine.detect_language(self._cut(start, end), [other, language])[0]
+                    own = self.detect(start, end, [other, language])[0]
                     heard[j] = (start, end, own, True)
                     if own != other:
                         break

@@ -94,16 +94,15 @@ def attach_unanchored(vectors: np.ndarray, weights: Sequence[float], labels: lis
     a long one of its chunk was made on the same unreliable evidence. Without any anchored cluster
     (every voice short, e.g. 5 s chunks) nothing moves.
     """
-    labels = list(labels)
     x = unit(np.asarray(vectors, dtype=np.float64))
     w = np.asarray(weights, dtype=np.float64)
-    clusters = sorted(set(labels))
-    anchored = [c for c in clusters if any(w[i] >= anchor_s for i, lab in enumerate(labels) if lab == c)]
+    members: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels):
+        members.setdefault(lab, []).append(i)
+    anchored = [c for c in sorted(members) if w[members[c]].max() >= anchor_s]
     if not anchored:
-        return labels
-    centroids = unit(np.stack([(x[[i for i, lab in enumerate(labels) if lab == c]]
-                                * w[[i for i, lab in enumerate(labels) if lab == c], None]).sum(axis=0)
-                               for c in anchored]))
+        return list(labels)
+    centroids = unit(np.stack([(x[members[c]] * w[members[c], None]).sum(axis=0) for c in anchored]))
     out = list(labels)
     for i, lab in enumerate(labels):
         if lab in anchored:
