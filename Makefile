@@ -47,6 +47,7 @@ bench: setup
 	.venv/bin/python -m bench.chunks_per_worker
 	.venv/bin/python -m bench.boundaries
 	.venv/bin/python -m bench.runs
+	.venv/bin/python -m bench.runs --copies 1 --cuts 5,10 --out runs_call
 	.venv/bin/python -m bench.sessions_api
 	.venv/bin/python -m bench.system
 	.venv/bin/python -m bench.summary

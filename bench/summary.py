@@ -75,13 +75,14 @@ def boundaries(d: dict) -> str:
 
 
 def runs(d: dict) -> str:
-    return table(["cut s", "chunks", "whole file engine s", "chunk by chunk / whole", "router's way: engine / whole",
-                  "throughput / raw", "drain's way: engine / whole", "throughput / raw", "WER whole",
-                  "WER chunks naive", "WER session"],
-                 [[k, v["chunks"], v["whole_engine_s"], v["chunked_ratio"], v["router"]["engine_ratio"],
-                   v["router"]["throughput_ratio"], v["drain"]["engine_ratio"], v["drain"]["throughput_ratio"],
-                   v["whole_wer"], v["naive_wer"], v["session_wer"]]
-                  for k, v in sorted(d["cuts"].items(), key=lambda kv: float(kv[0]))])
+    return f"{d.get('recording', '')}\n\n" + table(
+        ["cut s", "chunks", "whole file engine s", "word times / plain", "chunk by chunk / whole",
+         "router's way: engine / whole", "throughput / whole", "drain's way: engine / whole", "throughput / whole",
+         "WER whole", "WER chunks naive", "WER session"],
+        [[k, v["chunks"], v["whole_engine_s"], v.get("words_ratio", "-"), v["chunked_ratio"],
+          v["router"]["engine_ratio"], v["router"]["throughput_ratio"], v["drain"]["engine_ratio"],
+          v["drain"]["throughput_ratio"], v["whole_wer"], v["naive_wer"], v["session_wer"]]
+         for k, v in sorted(d["cuts"].items(), key=lambda kv: float(kv[0]))])
 
 
 def chaos(d: dict) -> str:
@@ -104,6 +105,8 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict], str]]] = [
     ("router", "Router", "python -m bench.router", router),
     ("boundaries", "Boundary repair", "python -m bench.boundaries", boundaries),
     ("runs", "Session runs (a backlog in one engine call)", "python -m bench.runs", runs),
+    ("runs_call", "Session runs on speech that never repeats (the call once)",
+     "python -m bench.runs --copies 1 --cuts 5,10 --out runs_call", runs),
     ("cost", "Cost model (one simulated day)", "python -m bench.cost", cost),
     ("chunks_per_worker", "Queue-depth scaling: chunks per worker", "python -m bench.chunks_per_worker",
      chunks_per_worker),

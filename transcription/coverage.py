@@ -42,7 +42,7 @@ import numpy as np
 
 from transcription.audio import SAMPLE_RATE
 from transcription.engines.base import Engine, EngineResult
-from transcription.guard import guarded
+from transcription.guard import guarded, in_window
 from transcription.options import TranscribeOptions
 from transcription.transcript import Segment
 
@@ -147,14 +147,15 @@ def _said_by(seg: Segment, kept: list[Segment]) -> Segment | None:
 def _not_said(new: list[Segment], kept: list[Segment]) -> list[Segment]:
     """The re-decoded segments that are not speech the transcript already has.
 
-    A segment repeating the transcript's text is not new. And where some do, they say how far the
+    A segment repeating text from within one decoding window of it is not new (further off, it is
+    speech said again: a prompt-free decode cannot copy it). And where some do, they say how far the
     first decode's times drifted here (the median offset to the segments they repeat): moved by that,
     a segment landing on words the transcript has is the same speech heard differently (seen: "so
     what kind of thing" for the first decode's "so we'll come back there", both "so what can I
     say", with the line after it timed 4 s early), so it is not new either.
     """
-    said = _trigrams(" ".join(s.text for s in kept))
-    repeated = [_repeats(s.text, said) for s in new]
+    repeated = [_repeats(s.text, _trigrams(" ".join(k.text for k in kept if in_window(k, s.start, s.end))))
+                for s in new]
     offsets = [m.start - s.start for s, r in zip(new, repeated, strict=True)
                if r and (m := _said_by(s, kept)) is not None]
     fresh = [s for s, r in zip(new, repeated, strict=True) if not r]

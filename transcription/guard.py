@@ -21,7 +21,9 @@ words 6 s before they are spoken), so only the checks that do not trust them run
 These checks are numpy over the samples and set operations over the words: a call where nothing
 fires costs nothing more. Each run of flagged segments is decoded again on its own (`redecode`: the
 span's audio alone, without the prompt, so no earlier text conditions it) and what comes back is
-checked the same way; what still fails is dropped. The transcript's options record both:
+checked the same way, except that a repeat now counts only against text within a decoding window
+of the span (`in_window`): without the prompt the decode cannot copy earlier text, so a line further
+off is speech said again. What still fails is dropped. The transcript's options record both:
 `hallucination_redecoded` and `hallucination_dropped`, each a list of spans with the reason (and
 the dropped text), as `context_dropped` records the context guard's decisions.
 """
@@ -56,6 +58,8 @@ MAX_WORDS_PER_S = 7.0  # fast speech is 4-5 words per second
 RATE_MIN_WORDS = 5
 SPAN_MARGIN_S = 0.5  # a re-decoded span reaches this far beyond its segments (Whisper's times are rough)
 MIN_SPAN_S = 0.3  # a span shorter than this is dropped without decoding it again
+WINDOW_S = 30.0  # Whisper's decoding window: a segment's words were heard within this of its times ...
+WORD_DRIFT_S = 5.0  # ... and with word timestamps, within this
 
 
 @dataclass
@@ -90,6 +94,17 @@ def _words(text: str) -> list[str]:
 
 def _ngrams(words: Sequence[str], n: int = NGRAM) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def in_window(seg: Segment, lo: float, hi: float) -> bool:
+    """The segment's words may be the speech of [lo, hi].
+
+    Whisper writes a segment's times from inside the 30 s window it decoded, so however far they are
+    off (without word timestamps the sample's last lines came 10 s early), its speech lies within
+    `WINDOW_S` of them; word timestamps are aligned on the audio, off by a second or two. Text
+    further away is other speech."""
+    drift = WINDOW_S if not seg.words else WORD_DRIFT_S
+    return seg.end > lo - drift and seg.start < hi + drift
 
 
 def looped(words: Sequence[str]) -> bool:
@@ -223,9 +238,15 @@ def check(engine: Engine, samples: np.ndarray, options: TranscribeOptions, resul
         log.warning("hallucination_suspected span=%.2f-%.2f reason=%s text=%r", start, end, reason, text[:120])
         kept: list[Segment] = []
         if end - start >= MIN_SPAN_S:
+            # Decoded without the prompt, the span cannot copy the call's earlier text: a repeat now is
+            # speech said again, unless it repeats text from within a window of it (the same audio,
+            # its words already in the transcript at times that are off)
+            heard = [w for s in out + [s for s, r in zip(segments[j + 1:], reasons[j + 1:], strict=True) if r is None]
+                     if in_window(s, start, end) for w in _words(s.text)]
             for seg in redecode(engine, samples, start, end, again).segments:
-                if suspicious(seg, before, energy) is None:
+                if suspicious(seg, heard, energy) is None:
                     kept.append(seg)
+                    heard.extend(_words(seg.text))
                     before.extend(_words(seg.text))
         if kept:
             actions.append(GuardAction(start, end, reason, dropped=False))
