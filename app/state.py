@@ -36,7 +36,7 @@ class SerializedEngine:
     def __init__(self, engine: Engine) -> None:
         self.inner = engine
         self.name, self.model_name = engine.name, engine.model_name
-        self.device, self.compute_type, self.batched = engine.device, engine.compute_type, engine.batched
+        self.device, self.compute_type = engine.device, engine.compute_type
         self._lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult:

@@ -8,13 +8,10 @@ recorder does. For each cut length, side by side, interleaved (whole, queued, wh
 the shared machine's load hits both sides alike):
 
 - `whole_engine_s`: the whole file transcribed in this process as the worker transcribes a run
-  (`transcribe_audio` with the worker's settings, the guards included, with word timestamps as a run
-  decodes; mean of the two passes), so
+  (`transcribe_audio` with the worker's settings, the guards included; mean of the two passes), so
   the ratio compares the same work (the raw engine alone does less: the guards decode again where
   they fire);
-- `whole_plain_engine_s`: the whole file once without word timestamps, and `words_ratio`, what the
-  run's word timestamps cost (with over without);
-- `chunked_engine_s`: every chunk transcribed alone, without word timestamps (what the queued path cost before
+- `chunked_engine_s`: every chunk transcribed alone the same way (what the queued path cost before
   runs, before boundary repair re-transcribed the cuts on top);
 - the queued backlog, two ways, through a real `stt-router worker` on moto's SQS and S3 (the chunks
   uploaded first, the server down): `router` (one `transcribe_chunk` message per chunk, as the
@@ -22,8 +19,7 @@ the shared machine's load hits both sides alike):
   skip) and `drain` (the drain's one run task per session). For each: `engine_s` (the worker's own
   engine time), `engine_ratio` = engine_s / whole_engine_s (goal <= 1.1), `wall_s` (first message
   sent to the last task finished) and `throughput_ratio` = whole_engine_s / wall_s (goal >= 0.95);
-- WER against the call's human transcript: whole file (with and without word timestamps), chunks
-  combined naively, and the session
+- WER against the call's human transcript: whole file, chunks combined naively, and the session
   transcript the queued path produced (combined as shipped: no repair inside a run).
 
 Writes bench/results/runs.json (`--out`: another name; `--copies 1 --cuts 5,10 --out runs_call`
@@ -81,12 +77,11 @@ def main() -> None:
 
     engine = load_engine(settings)
     options = TranscribeOptions(language="en")
-    as_run = options.model_copy(update={"word_timestamps": True})  # a run decodes with word times (runs.py)
     s3 = moto.client("s3")
     s3.create_bucket(Bucket=bucket)
     app = producer(env)
 
-    def transcribed(samples: np.ndarray, options: TranscribeOptions = as_run) -> tuple[float, str]:
+    def transcribed(samples: np.ndarray) -> tuple[float, str]:
         """The shipped transcription of one piece in this process (`transcribe_audio`, with the worker's
         settings: the hallucination and speech-coverage guards included, as in the worker's run)."""
         t0 = time.perf_counter()
@@ -145,9 +140,8 @@ def main() -> None:
             drain_engine = worker_engine_s(sid_d, n)
             whole_b, _ = transcribed(rec.samples)
             whole = (whole_a + whole_b) / 2
-            plain, plain_text = transcribed(rec.samples, options)  # what the word timestamps cost
             # before runs: each chunk transcribed alone
-            chunk_times, texts = zip(*(transcribed(p, options) for p in pieces), strict=True)
+            chunk_times, texts = zip(*(transcribed(p) for p in pieces), strict=True)
             wait_combined(sid_r)
             session = sessions.stored_session_transcript(bucket, sid_r, settings=settings)
             naive = combine_chunks("naive", [ChunkTranscript(
@@ -157,8 +151,6 @@ def main() -> None:
             out[f"{cut:g}"] = {
                 "chunks": n,
                 "whole_engine_s": round(whole, 2),
-                "whole_plain_engine_s": round(plain, 2),
-                "words_ratio": round(whole / plain, 3),
                 "chunked_engine_s": round(sum(chunk_times), 2),
                 "chunked_ratio": round(sum(chunk_times) / whole, 3),
                 "router": {"engine_s": round(router_engine, 2), "engine_ratio": round(router_engine / whole, 3),
@@ -167,7 +159,6 @@ def main() -> None:
                 "drain": {"engine_s": round(drain_engine, 2), "engine_ratio": round(drain_engine / whole, 3),
                           "wall_s": round(drain_wall, 2), "throughput_ratio": round(whole / drain_wall, 3)},
                 "whole_wer": round(wer(reference, whole_text), 3),
-                "whole_plain_wer": round(wer(reference, plain_text), 3),
                 "naive_wer": round(wer(reference, naive.text), 3),
                 "session_wer": round(wer(reference, session.text if session else ""), 3),
             }
@@ -180,16 +171,15 @@ def main() -> None:
     for cut, r in out.items():
         router, drain = r["router"], r["drain"]
         assert isinstance(router, dict) and isinstance(drain, dict)
-        rows.append([cut, r["chunks"], r["whole_engine_s"], r["words_ratio"], r["chunked_ratio"],
-                     router["engine_ratio"], router["throughput_ratio"], drain["engine_ratio"],
-                     drain["throughput_ratio"], r["whole_wer"], r["whole_plain_wer"], r["naive_wer"], r["session_wer"]])
+        rows.append([cut, r["chunks"], r["whole_engine_s"], r["chunked_ratio"], router["engine_ratio"],
+                     router["throughput_ratio"], drain["engine_ratio"], drain["throughput_ratio"], r["whole_wer"],
+                     r["naive_wer"], r["session_wer"]])
     print_table(f"a session backlog in runs: {rec.duration:.0f} s of real speech, engine {engine.name}",
-                ["cut_s", "chunks", "whole_s", "words/plain", "chunked/whole", "router: engine/whole",
-                 "router: whole/wall", "drain: engine/whole", "drain: whole/wall", "whole_wer", "plain_wer",
-                 "naive_wer", "session_wer"], rows)
+                ["cut_s", "chunks", "whole_s", "chunked/whole", "router: engine/whole", "router: whole/wall",
+                 "drain: engine/whole", "drain: whole/wall", "whole_wer", "naive_wer", "session_wer"], rows)
     write_result(args.out, {"audio_s": round(rec.duration, 1), "recording": f"pyannote sample.wav x{args.copies}",
-                          "engine": f"{engine.name} {engine.model_name}", "run_max_s": settings.run_max_s,
-                          "cuts": out, "worker": "stt-router worker, prefork, concurrency 1, SQS and S3 on moto"})
+                            "engine": f"{engine.name} {engine.model_name}", "run_max_s": settings.run_max_s,
+                            "cuts": out, "worker": "stt-router worker, prefork, concurrency 1, SQS and S3 on moto"})
 
 
 if __name__ == "__main__":

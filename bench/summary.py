@@ -76,10 +76,10 @@ def boundaries(d: dict) -> str:
 
 def runs(d: dict) -> str:
     return f"{d.get('recording', '')}\n\n" + table(
-        ["cut s", "chunks", "whole file engine s", "word times / plain", "chunk by chunk / whole",
+        ["cut s", "chunks", "whole file engine s", "chunk by chunk / whole",
          "router's way: engine / whole", "throughput / whole", "drain's way: engine / whole", "throughput / whole",
          "WER whole", "WER chunks naive", "WER session"],
-        [[k, v["chunks"], v["whole_engine_s"], v.get("words_ratio", "-"), v["chunked_ratio"],
+        [[k, v["chunks"], v["whole_engine_s"], v["chunked_ratio"],
           v["router"]["engine_ratio"], v["router"]["throughput_ratio"], v["drain"]["engine_ratio"],
           v["drain"]["throughput_ratio"], v["whole_wer"], v["naive_wer"], v["session_wer"]]
          for k, v in sorted(d["cuts"].items(), key=lambda kv: float(kv[0]))])

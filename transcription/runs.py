@@ -7,8 +7,6 @@ after it that have neither a transcript nor a failed record (`backlog_after`), u
 seconds of audio, transcribes the joined audio once, and splits the result back into chunk
 transcripts (`split_run`):
 
-- the run is decoded with word timestamps (kept in the chunk transcripts only when asked for),
-  except on a batched engine (whisperx), which they would take off its batched pipeline;
 - a word belongs to the chunk holding its midpoint, and its times become chunk-relative; a segment
   whose words all fall in one chunk keeps its own times; one that spans a cut is split there (with
   word timestamps by their times, without them by its time spread over its words by their length,
@@ -183,12 +181,8 @@ def _transcribe_piece(bucket: str, piece: list[_Part], options: TranscribeOption
         _write(bucket, [transcript], piece, result, s)
         return
     samples = np.concatenate([p.audio.samples for p in piece])
-    # With word timestamps: the split goes by where each word was said (Whisper's segment times alone
-    # were seen 10 s off), and the guard can tell speech said again from a copied line (guard.py).
-    # Not on a batched engine, where they would cost the batching (its segment times are voice activity's)
-    timed = options if engine.batched else options.model_copy(update={"word_timestamps": True})
     try:
-        whole = transcribe_audio(Audio(samples, "wav"), timed, chunk=head, engine=engine, settings=s,
+        whole = transcribe_audio(Audio(samples, "wav"), options, chunk=head, engine=engine, settings=s,
                                  context=context)
     except PermanentError as e:  # the engine refused the joined audio: one by one, so a bad chunk fails alone
         log.warning("run_refused chunks=%s-%s reason=%s", head.index, piece[-1].chunk.index, e.reason)
@@ -199,16 +193,7 @@ def _transcribe_piece(bucket: str, piece: list[_Part], options: TranscribeOption
     log.info("run_done session=%s chunks=%d-%d audio_s=%.2f engine_s=%.2f", head.session_id, span[0], span[1],
              whole.duration, whole.processing_s or 0.0)
     result.runs.append(span)
-    transcripts = split_run(whole, [(p.chunk, p.audio.duration) for p in piece])
-    if not options.word_timestamps:  # the words were the run's own: the transcripts are as asked
-        transcripts = [_without_words(t) for t in transcripts]
-    _write(bucket, transcripts, piece, result, s)
-
-
-def _without_words(t: ChunkTranscript) -> ChunkTranscript:
-    record = {k: v for k, v in t.options.items() if k != "word_timestamps"}
-    return t.model_copy(update={"options": record,
-                                "segments": [g.model_copy(update={"words": None}) for g in t.segments]})
+    _write(bucket, split_run(whole, [(p.chunk, p.audio.duration) for p in piece]), piece, result, s)
 
 
 def _write(bucket: str, transcripts: list[ChunkTranscript], parts: list[_Part], result: RunResult,

@@ -15,7 +15,7 @@ import pytest
 from tasks.dlq import DeadLetterQueue
 from tasks.drain import run_drain
 from tasks.enqueue import enqueue_chunk
-from tests.support.real_speech import Recording, concat, load_sample, normalize_text, wav_bytes, wer
+from tests.support.real_speech import Recording, concat, load_sample, wav_bytes, wer
 from tests.support.services import unique, wait_for
 from tests.support.worker import QueuedRig
 from transcription import layout, sessions, storage
@@ -75,7 +75,6 @@ def test_a_backlog_is_transcribed_in_one_run_once_with_direct_chunks_and_duplica
         t = chunk_transcript(q, sid, i)
         assert t.run == ([0, last - 2] if i < last - 1 else None)
         assert all(0 <= s.start <= s.end <= t.duration for s in t.segments)  # chunk-relative
-        assert all(s.words is None for s in t.segments)  # the run's word times are its own; none were asked for
     # the session: repaired only at the cuts that exist (9|10 and 10|11), none inside the run
     q.wait_key(layout.session_transcript_key(sid, "json"), timeout=300)
     session = sessions.stored_session_transcript(q.bucket, sid, settings=q.settings)
@@ -88,10 +87,6 @@ def test_a_backlog_is_transcribed_in_one_run_once_with_direct_chunks_and_duplica
     # fallback samples, so the figure moves by a few points between runs (0.25-0.36 seen): the bound
     # leaves room for that, and a run split back with a chunk's words lost or doubled still fails it
     assert wer(rec.reference_text, session.text) < 0.42, session.text
-    # the call's second copy repeats the first word for word, and the run keeps it (guard.py: speech
-    # said again a window later is not a copied line)
-    said = normalize_text(session.text).count("chicago")
-    assert said >= normalize_text(rec.reference_text).count("chicago") - 1, session.text
 
 
 def test_a_poison_chunk_inside_a_run_fails_alone_and_the_drain_sends_one_task(q) -> None:

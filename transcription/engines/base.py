@@ -25,9 +25,6 @@ class Engine(Protocol):
     model_name: str  # what the MODEL setting said, e.g. "base"
     device: str
     compute_type: str
-    # Word timestamps take the engine off its batched pipeline (whisperx): a session run then decodes
-    # without them (runs.py), its segments timed by voice activity rather than by Whisper's tokens
-    batched: bool
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> EngineResult: ...
 

@@ -13,7 +13,6 @@ from transcription.transcript import Segment, Word
 
 class FasterWhisperEngine:
     name = "faster-whisper"
-    batched = False
 
     def __init__(self, model_path: str, settings: Settings) -> None:
         from faster_whisper import WhisperModel

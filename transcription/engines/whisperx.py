@@ -23,7 +23,6 @@ from transcription.transcript import Segment, Word
 
 class WhisperXEngine:
     name = "whisperx"
-    batched = True
 
     def __init__(self, model_path: str, settings: Settings) -> None:
         import whisperx
