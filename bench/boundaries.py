@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -375,7 +376,8 @@ def main() -> None:
     recordings = {}
     for i, path in enumerate(args.files):
         reference = read_reference(args.reference[i]) if i < len(args.reference) else None
-        recordings[str(path)] = run_session(path.stem, load_audio(path, settings), reference, cuts, engine,
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or f"file{i}"  # a valid session id
+        recordings[str(path)] = run_session(name, load_audio(path, settings), reference, cuts, engine,
                                             settings, chunk_options, session_options, **kw)
     if args.sample_pad is not None:
         from tests.support.real_speech import load_sample
