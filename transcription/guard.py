@@ -217,12 +217,10 @@ def check(engine: Engine, samples: np.ndarray, options: TranscribeOptions, resul
     again = options.model_copy(update={"prompt": None})
     if options.language is None and result.language:
         again = again.model_copy(update={"language": result.language})
-    before = []
     i = 0
     while i < len(segments):
         if reasons[i] is None:
             out.append(segments[i])
-            before.extend(_words(segments[i].text))
             i += 1
             continue
         j = i
@@ -241,13 +239,12 @@ def check(engine: Engine, samples: np.ndarray, options: TranscribeOptions, resul
             # Decoded without the prompt, the span cannot copy the call's earlier text: a repeat now is
             # speech said again, unless it repeats text from within a window of it (the same audio,
             # its words already in the transcript at times that are off)
-            heard = [w for s in out + [s for s, r in zip(segments[j + 1:], reasons[j + 1:], strict=True) if r is None]
-                     if in_window(s, start, end) for w in _words(s.text)]
+            unflagged = out + [s for s, r in zip(segments[j + 1:], reasons[j + 1:], strict=True) if r is None]
+            heard = [w for s in unflagged if in_window(s, start, end) for w in _words(s.text)]
             for seg in redecode(engine, samples, start, end, again).segments:
                 if suspicious(seg, heard, energy) is None:
                     kept.append(seg)
                     heard.extend(_words(seg.text))
-                    before.extend(_words(seg.text))
         if kept:
             actions.append(GuardAction(start, end, reason, dropped=False))
             out.extend(kept)
