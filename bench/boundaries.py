@@ -376,7 +376,8 @@ def main() -> None:
     recordings = {}
     for i, path in enumerate(args.files):
         reference = read_reference(args.reference[i]) if i < len(args.reference) else None
-        name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or f"file{i}"  # a valid session id
+        # a session id that is valid and unique whatever the file is called ("a+b" and "a-b", "..", long names)
+        name = f"file{i}-{re.sub(r'[^A-Za-z0-9_-]', '-', path.stem)[:100]}"
         recordings[str(path)] = run_session(name, load_audio(path, settings), reference, cuts, engine,
                                             settings, chunk_options, session_options, **kw)
     if args.sample_pad is not None:
